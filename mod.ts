@@ -1,0 +1,14 @@
+/**
+ * diffscope: mechanistic interpretability of text-to-image diffusion models on WebGPU.
+ *
+ * Everything model-sized runs in hand-written WGSL compute kernels; this module works the same under Deno and in
+ * browsers (files, processes and the CLI live in `cli.ts` and `src/io/`).
+ *
+ * ```ts
+ * import { createContext, matmul } from "@diffscope/diffscope";
+ * const ctx = await createContext();
+ * ```
+ * @module
+ */
+export * from "./src/gpu/mod.ts";
+export * from "./src/ops/binary.ts";

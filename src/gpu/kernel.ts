@@ -1,0 +1,174 @@
+/**
+ * Kernels: a WGSL module plus one entry point. The WGSL source is the single source of truth for the binding
+ * layout and the uniform struct: both are parsed from it here, so nothing is copied by hand between TS and WGSL.
+ *
+ * Conventions every kernel file follows:
+ * - all resources live in `@group(0)`;
+ * - storage buffers are declared `var<storage, read>` or `var<storage, read_write>`;
+ * - an optional `var<uniform> p: Params;` whose `struct Params` holds scalars, vectors and `array<vec4<T>, N>`.
+ * @module
+ */
+
+/** A storage binding as the WGSL declares it. */
+export interface StorageDecl {
+  readonly binding: number;
+  readonly name: string;
+  readonly access: "read" | "read_write";
+}
+
+/** One field of the uniform struct with its byte offset. */
+export interface UniformField {
+  readonly name: string;
+  readonly scalar: "f32" | "u32" | "i32";
+  /** Scalar components per element (1, 2, 3 or 4). */
+  readonly width: number;
+  /** Array length, or 0 for a plain scalar/vector. */
+  readonly count: number;
+  readonly offset: number;
+}
+
+/** The uniform struct's layout and where it is bound. */
+export interface UniformLayout {
+  readonly binding: number;
+  readonly fields: readonly UniformField[];
+  /** Struct size rounded up to 16 bytes. */
+  readonly size: number;
+}
+
+/** What the WGSL text says about its bindings. */
+export interface ShaderInterface {
+  readonly storage: readonly StorageDecl[];
+  readonly uniform: UniformLayout | null;
+}
+
+/** A kernel: where it came from, its entry point and the layout parsed from its source. */
+export interface KernelSpec {
+  /** File name, used in every error message about this kernel. */
+  readonly file: string;
+  readonly source: string;
+  readonly entry: string;
+  readonly iface: ShaderInterface;
+}
+
+/** Builds a kernel spec from a WGSL file's text. Parsing happens once per call, so define kernels at module scope. */
+export function defineKernel(file: string, source: string, entry = "main"): KernelSpec {
+  if (!new RegExp(`@compute[^]*?fn\\s+${entry}\\s*\\(`).test(source)) {
+    throw new Error(`${file}: no @compute entry point named "${entry}"`);
+  }
+  return { file, source, entry, iface: parseInterface(file, source) };
+}
+
+/** Defines every listed entry point of one WGSL file. */
+export function defineKernels<const E extends readonly string[]>(
+  file: string,
+  source: string,
+  entries: E,
+): Record<E[number], KernelSpec> {
+  const out = {} as Record<E[number], KernelSpec>;
+  for (const e of entries) out[e as E[number]] = defineKernel(file, source, e);
+  return out;
+}
+
+const STRIP_COMMENTS = /\/\/[^\n]*|\/\*[^]*?\*\//g;
+
+/** Parses the storage declarations and the `Params` uniform struct of a WGSL module. */
+export function parseInterface(file: string, source: string): ShaderInterface {
+  const src = source.replace(STRIP_COMMENTS, "");
+  const storage: StorageDecl[] = [];
+  let uniform: UniformLayout | null = null;
+  const varRe = /@group\(\s*(\d+)\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*<\s*([a-z_]+)\s*(?:,\s*([a-z_]+)\s*)?>\s*(\w+)\s*:\s*([\w<>, ]+?)\s*;/g;
+  for (const m of src.matchAll(varRe)) {
+    const [, group, binding, space, access, name, type] = m;
+    if (group !== "0") throw new Error(`${file}: binding "${name}" is in group ${group}; kernels use group 0 only`);
+    if (space === "storage") {
+      storage.push({ binding: +binding, name, access: access === "read_write" ? "read_write" : "read" });
+    } else if (space === "uniform") {
+      if (uniform) throw new Error(`${file}: more than one uniform binding`);
+      uniform = { binding: +binding, ...parseStruct(file, src, type.trim()) };
+    } else {
+      throw new Error(`${file}: unsupported address space "${space}" for "${name}"`);
+    }
+  }
+  storage.sort((a, b) => a.binding - b.binding);
+  return { storage, uniform };
+}
+
+const SCALARS = new Set(["f32", "u32", "i32"]);
+
+function parseStruct(file: string, src: string, name: string): { fields: UniformField[]; size: number } {
+  const m = new RegExp(`struct\\s+${name}\\s*\\{([^}]*)\\}`).exec(src);
+  if (!m) throw new Error(`${file}: uniform struct "${name}" not found`);
+  const fields: UniformField[] = [];
+  let offset = 0;
+  let maxAlign = 4;
+  for (const raw of m[1].split(",")) {
+    const f = raw.trim();
+    if (!f) continue;
+    const fm = /^(\w+)\s*:\s*(.+)$/.exec(f);
+    if (!fm) throw new Error(`${file}: cannot parse field "${f}" of struct ${name}`);
+    const [, fname, ftype] = fm;
+    const t = ftype.replace(/\s+/g, "");
+    let scalar: string, width = 1, count = 0, align = 4, size = 4;
+    let am: RegExpExecArray | null;
+    if (SCALARS.has(t)) {
+      scalar = t;
+    } else if ((am = /^vec([234])<(\w+)>$/.exec(t))) {
+      width = +am[1];
+      scalar = am[2];
+      align = width === 2 ? 8 : 16;
+      size = width * 4;
+    } else if ((am = /^array<vec4<(\w+)>,(\d+)u?>$/.exec(t))) {
+      scalar = am[1];
+      width = 4;
+      count = +am[2];
+      align = 16;
+      size = 16 * count;
+    } else {
+      throw new Error(`${file}: unsupported uniform field type "${ftype}" (${name}.${fname})`);
+    }
+    if (!SCALARS.has(scalar)) throw new Error(`${file}: unsupported scalar "${scalar}" in ${name}.${fname}`);
+    offset = Math.ceil(offset / align) * align;
+    fields.push({ name: fname, scalar: scalar as UniformField["scalar"], width, count, offset });
+    offset += size;
+    maxAlign = Math.max(maxAlign, align);
+  }
+  return { fields, size: Math.max(16, Math.ceil(offset / 16) * 16) };
+}
+
+/** Values for a uniform struct: a number per scalar field, an array per vector or array field. */
+export type ParamValues = Record<string, number | readonly number[]>;
+
+/** Packs `values` into the struct layout; every field must be given, and no unknown field may be. */
+export function packUniform(file: string, layout: UniformLayout, values: ParamValues, into?: DataView): DataView {
+  const view = into ?? new DataView(new ArrayBuffer(layout.size));
+  const known = new Set(layout.fields.map((f) => f.name));
+  for (const k of Object.keys(values)) {
+    if (!known.has(k)) throw new TypeError(`${file}: unknown uniform field "${k}" (fields: ${[...known].join(", ")})`);
+  }
+  for (const f of layout.fields) {
+    const v = values[f.name];
+    if (v === undefined) throw new TypeError(`${file}: uniform field "${f.name}" not given`);
+    const n = f.count ? f.count * 4 : f.width;
+    const arr = typeof v === "number" ? [v] : v;
+    if ((f.width === 1 && f.count === 0 && typeof v !== "number") || (n > 1 && arr.length > n)) {
+      throw new TypeError(`${file}: uniform field "${f.name}" expects ${n === 1 ? "a number" : `≤${n} numbers`}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const x = arr[i] ?? 0;
+      const at = f.offset + 4 * i;
+      if (f.scalar === "f32") view.setFloat32(at, x, true);
+      else if (f.scalar === "u32") {
+        if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) {
+          throw new RangeError(`${file}: uniform field "${f.name}" needs u32, got ${x}`);
+        }
+        view.setUint32(at, x, true);
+      } else {
+        if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff) {
+          throw new RangeError(`${file}: uniform field "${f.name}" needs i32, got ${x}`);
+        }
+        view.setInt32(at, x, true);
+      }
+    }
+  }
+  return view;
+}

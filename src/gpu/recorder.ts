@@ -1,0 +1,167 @@
+/**
+ * Records many dispatches into one command encoder and submits them once ("record then submit"). Bindings are
+ * named at the call site and declared read or read-write there; both are checked against the WGSL declaration.
+ * @module
+ */
+import type { GpuContext } from "./context.ts";
+import { type KernelSpec, packUniform, type ParamValues } from "./kernel.ts";
+import { fmtShape, type Tensor } from "./tensor.ts";
+
+/** One dispatch: named bindings, uniform values, workgroup counts and override constants. */
+export interface DispatchArgs {
+  /** Storage bindings the kernel only reads, by their WGSL names. */
+  read?: Record<string, Tensor>;
+  /** Storage bindings the kernel writes (`read_write` in WGSL), by their WGSL names. */
+  write?: Record<string, Tensor>;
+  /** Values of the kernel's `Params` uniform struct. */
+  params?: ParamValues;
+  /** Workgroup counts; see {@linkcode grid1d} for more than 65535 workgroups. */
+  grid: readonly [number, number?, number?];
+  /** Pipeline-overridable constants (`override` in WGSL); each distinct set builds its own pipeline. */
+  overrides?: Record<string, number>;
+}
+
+const UNIFORM_CHUNK = 64 * 1024;
+
+/** A 1-D workgroup count spread over x and y so that neither exceeds `maxPerDim` (kernels fold y back). */
+export function grid1d(workgroups: number, maxPerDim = 65535): [number, number, number] {
+  if (workgroups <= maxPerDim) return [Math.max(1, workgroups), 1, 1];
+  const y = Math.ceil(workgroups / maxPerDim);
+  return [Math.ceil(workgroups / y), y, 1];
+}
+
+/** Collects dispatches and copies; `submit()` sends them as one command buffer. */
+export class Recorder {
+  #encoder: GPUCommandEncoder;
+  #pass: GPUComputePassEncoder | null = null;
+  #chunks: { buffer: GPUBuffer; host: ArrayBuffer; used: number }[] = [];
+  #afterSubmit: Tensor[] = [];
+  #submitted = false;
+  /** Dispatches recorded so far. */
+  dispatches = 0;
+
+  constructor(readonly ctx: GpuContext, readonly label: string) {
+    this.#encoder = ctx.device.createCommandEncoder({ label });
+  }
+
+  /** Records one dispatch of `spec`. Validates bindings against the WGSL before encoding. */
+  dispatch(spec: KernelSpec, args: DispatchArgs): void {
+    if (this.#submitted) throw new Error(`Recorder "${this.label}" was already submitted`);
+    const { pipeline, layout } = this.ctx.pipeline(spec, args.overrides);
+    const entries: GPUBindGroupEntry[] = [];
+    const given = new Map<string, ["read" | "read_write", Tensor]>();
+    for (const [name, t] of Object.entries(args.read ?? {})) given.set(name, ["read", t]);
+    for (const [name, t] of Object.entries(args.write ?? {})) {
+      if (given.has(name)) throw new TypeError(`${spec.file}: binding "${name}" given as both read and write`);
+      given.set(name, ["read_write", t]);
+    }
+    const maxBinding = this.ctx.limits.maxStorageBufferBindingSize;
+    for (const decl of spec.iface.storage) {
+      const g = given.get(decl.name);
+      if (!g) throw new TypeError(`${spec.file}:${spec.entry}: binding "${decl.name}" not given`);
+      if (g[0] !== decl.access) {
+        throw new TypeError(
+          `${spec.file}:${spec.entry}: binding "${decl.name}" is ${decl.access} in WGSL but passed as ${g[0]}`,
+        );
+      }
+      const t = g[1];
+      const size = t.buffer.size - t.offset;
+      if (size > maxBinding) {
+        throw new RangeError(
+          `${spec.file}: tensor "${t.label}" ${fmtShape(t.shape)} is ${size} bytes, over maxStorageBufferBindingSize ` +
+            `${maxBinding}; split it`,
+        );
+      }
+      entries.push({ binding: decl.binding, resource: { buffer: t.buffer, offset: t.offset, size } });
+      given.delete(decl.name);
+    }
+    if (given.size) {
+      throw new TypeError(`${spec.file}:${spec.entry}: unknown binding(s) ${[...given.keys()].join(", ")}`);
+    }
+    const u = spec.iface.uniform;
+    if (u) {
+      if (!args.params) throw new TypeError(`${spec.file}:${spec.entry}: params not given`);
+      const [buffer, offset] = this.#uniformSlot(u.size, (view) => packUniform(spec.file, u, args.params!, view));
+      entries.push({ binding: u.binding, resource: { buffer, offset, size: u.size } });
+    } else if (args.params && Object.keys(args.params).length) {
+      throw new TypeError(`${spec.file}:${spec.entry}: params given but the kernel has no uniform struct`);
+    }
+    const [x, y = 1, z = 1] = args.grid;
+    const maxDim = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxDim || y > maxDim || z > maxDim) {
+      throw new RangeError(`${spec.file}:${spec.entry}: grid [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`);
+    }
+    if (x === 0 || y === 0 || z === 0) return; // empty tensors: nothing to do
+    const bindGroup = this.ctx.device.createBindGroup({ layout, entries });
+    const pass = this.#pass ??= this.#encoder.beginComputePass({ label: this.label });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatches++;
+  }
+
+  /** Copies `src` into `dst` (same byte length), or `bytes` bytes of it. */
+  copy(src: Tensor, dst: Tensor, bytes = Math.min(src.buffer.size - src.offset, dst.buffer.size - dst.offset)): void {
+    this.#endPass();
+    this.#encoder.copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, Math.ceil(bytes / 4) * 4);
+  }
+
+  /** Fills a tensor with zeros. */
+  zero(t: Tensor): void {
+    this.#endPass();
+    this.#encoder.clearBuffer(t.buffer, t.offset, t.buffer.size - t.offset);
+  }
+
+  /** Releases a scratch tensor once this recording has been submitted. */
+  releaseAfterSubmit(...ts: Tensor[]): void {
+    this.#afterSubmit.push(...ts);
+  }
+
+  /** The raw encoder, for work outside this API (timestamp queries, texture copies). Ends the current pass. */
+  get encoder(): GPUCommandEncoder {
+    this.#endPass();
+    return this.#encoder;
+  }
+
+  /** Submits everything recorded. Resolves when queued (not when finished: use `ctx.sync()` or a read for that). */
+  async submit(): Promise<void> {
+    if (this.#submitted) throw new Error(`Recorder "${this.label}" was already submitted`);
+    this.#submitted = true;
+    this.#endPass();
+    const queue = this.ctx.device.queue;
+    for (const c of this.#chunks) queue.writeBuffer(c.buffer, 0, c.host, 0, c.used);
+    try {
+      await this.ctx.submitBuffers([this.#encoder.finish()]);
+    } finally {
+      // Buffers in flight may be destroyed now: WebGPU keeps them alive until the queued work is done.
+      for (const c of this.#chunks) this.ctx.destroyBuffer(c.buffer);
+      this.ctx.release(...this.#afterSubmit);
+      this.#chunks = [];
+      this.#afterSubmit = [];
+    }
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  #uniformSlot(size: number, fill: (view: DataView) => void): [GPUBuffer, number] {
+    const align = this.ctx.limits.minUniformBufferOffsetAlignment;
+    let c = this.#chunks.at(-1);
+    const at = c ? Math.ceil(c.used / align) * align : 0;
+    if (!c || at + size > UNIFORM_CHUNK) {
+      const usage = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
+      c = { buffer: this.ctx.createBuffer(UNIFORM_CHUNK, usage, `${this.label}:uniforms`), host: new ArrayBuffer(UNIFORM_CHUNK), used: 0 };
+      this.#chunks.push(c);
+      fill(new DataView(c.host, 0, size));
+      c.used = size;
+      return [c.buffer, 0];
+    }
+    fill(new DataView(c.host, at, size));
+    c.used = at + size;
+    return [c.buffer, at];
+  }
+}
