@@ -12,3 +12,4 @@
  */
 export * from "./src/gpu/mod.ts";
 export * from "./src/ops/binary.ts";
+export * from "./src/selfcheck.ts";
