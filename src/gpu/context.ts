@@ -3,14 +3,26 @@
  * Runtime-agnostic: it needs only `navigator.gpu` (Deno or a browser).
  * @module
  */
-import { type KernelSpec } from "./kernel.ts";
-import { byteLength, checkShape, type DType, DTYPE_BYTES, fmtShape, fromF16, numel, type Tensor, toF16 } from "./tensor.ts";
+import type { KernelSpec } from "./kernel.ts";
+import {
+  byteLength,
+  checkShape,
+  type DType,
+  DTYPE_BYTES,
+  fmtShape,
+  fromF16,
+  numel,
+  type Tensor,
+  toF16,
+} from "./tensor.ts";
 import { Recorder } from "./recorder.ts";
 
 /** Options for {@linkcode createContext}. */
 export interface ContextOptions {
   /** Use this adapter instead of requesting one. */
   adapter?: GPUAdapter;
+  /** The `GPU` to request from (defaults to `navigator.gpu`). */
+  gpu?: GPU;
   powerPreference?: GPUPowerPreference;
   /** Fail when the adapter lacks `shader-f16` (otherwise f16 is used only when present). */
   requireF16?: boolean;
@@ -44,7 +56,7 @@ const HOW_TO_GET_AN_ADAPTER = "No WebGPU adapter is available. On Linux without 
 
 /** Requests an adapter and a device with the limits and features diffscope needs. */
 export async function createContext(opts: ContextOptions = {}): Promise<GpuContext> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  const gpu = opts.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) throw new NoAdapterError(`navigator.gpu is missing. ${HOW_TO_GET_AN_ADAPTER}`);
   const adapter = opts.adapter ?? await gpu.requestAdapter({ powerPreference: opts.powerPreference });
   if (!adapter) throw new NoAdapterError(HOW_TO_GET_AN_ADAPTER);
@@ -106,7 +118,9 @@ export class GpuContext {
     });
     device.lost.then((info) => {
       this.#lost = true;
-      if (info.reason !== "destroyed") this.#error ??= new GpuError(`GPU device lost (${info.reason}): ${info.message}`);
+      if (info.reason !== "destroyed") {
+        this.#error ??= new GpuError(`GPU device lost (${info.reason}): ${info.message}`);
+      }
     });
   }
 
@@ -125,7 +139,9 @@ export class GpuContext {
     this.throwIfFailed();
     const bytes = Math.max(16, Math.ceil(size / 16) * 16);
     if (bytes > this.limits.maxBufferSize) {
-      throw new RangeError(`Buffer "${label}" needs ${bytes} bytes; the device allows at most ${this.limits.maxBufferSize}`);
+      throw new RangeError(
+        `Buffer "${label}" needs ${bytes} bytes; the device allows at most ${this.limits.maxBufferSize}`,
+      );
     }
     const buffer = this.device.createBuffer({ size: bytes, usage, label, mappedAtCreation });
     this.#sizes.set(buffer, bytes);
@@ -167,7 +183,12 @@ export class GpuContext {
   }
 
   /** Uploads host data into a new tensor. f16 tensors accept f32 values and convert them. */
-  upload(data: ArrayLike<number> | ArrayBufferView, shape: readonly number[], dtype: DType = "f32", label = "upload"): Tensor {
+  upload(
+    data: ArrayLike<number> | ArrayBufferView,
+    shape: readonly number[],
+    dtype: DType = "f32",
+    label = "upload",
+  ): Tensor {
     const n = numel(shape);
     const len = (data as ArrayLike<number>).length;
     if (len !== n) throw new TypeError(`upload "${label}": ${len} values for shape ${fmtShape(shape)} (${n} elements)`);
@@ -282,7 +303,11 @@ export class GpuContext {
       buffer: { type: s.access === "read" ? "read-only-storage" : "storage" },
     }));
     if (spec.iface.uniform) {
-      entries.push({ binding: spec.iface.uniform.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } });
+      entries.push({
+        binding: spec.iface.uniform.binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: "uniform" },
+      });
     }
     const layout = device.createBindGroupLayout({ entries, label: `${spec.file}:${spec.entry}` });
     const pipeline = device.createComputePipeline({
@@ -295,7 +320,9 @@ export class GpuContext {
       let detail = "";
       try {
         const info = await module!.getCompilationInfo();
-        detail = info.messages.map((m) => `\n  ${spec.file}:${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`).join("");
+        detail = info.messages.map((m) => `\n  ${spec.file}:${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`).join(
+          "",
+        );
       } catch { /* compilation info is optional */ }
       this.#pipelines.delete(key);
       return new GpuError(`Kernel ${spec.file} (entry "${spec.entry}") failed to build: ${err.message}${detail}`);
@@ -317,11 +344,19 @@ export class GpuContext {
     }
   }
 
-  /** @internal Awaits pending pipeline checks, then submits command buffers. */
-  async submitBuffers(buffers: GPUCommandBuffer[]): Promise<void> {
-    await this.#awaitChecks();
+  /**
+   * @internal Finishes an encoder and submits it. Validation errors of the recording (and pipeline build errors,
+   * which name their WGSL file) reject here instead of surfacing later as uncaptured errors.
+   */
+  async submitEncoder(encoder: GPUCommandEncoder, label: string): Promise<void> {
     this.throwIfFailed();
-    this.device.queue.submit(buffers);
+    this.device.pushErrorScope("validation");
+    const buffer = encoder.finish();
+    const scope = this.device.popErrorScope();
+    await this.#awaitChecks();
+    const err = await scope;
+    if (err) throw new GpuError(`Recording "${label}" is invalid: ${err.message}`);
+    this.device.queue.submit([buffer]);
   }
 
   /** Destroys the device; the context is unusable afterwards. */

@@ -76,7 +76,8 @@ export function parseInterface(file: string, source: string): ShaderInterface {
   const src = source.replace(STRIP_COMMENTS, "");
   const storage: StorageDecl[] = [];
   let uniform: UniformLayout | null = null;
-  const varRe = /@group\(\s*(\d+)\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*<\s*([a-z_]+)\s*(?:,\s*([a-z_]+)\s*)?>\s*(\w+)\s*:\s*([\w<>, ]+?)\s*;/g;
+  const varRe =
+    /@group\(\s*(\d+)\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*<\s*([a-z_]+)\s*(?:,\s*([a-z_]+)\s*)?>\s*(\w+)\s*:\s*([\w<>, ]+?)\s*;/g;
   for (const m of src.matchAll(varRe)) {
     const [, group, binding, space, access, name, type] = m;
     if (group !== "0") throw new Error(`${file}: binding "${name}" is in group ${group}; kernels use group 0 only`);
@@ -101,7 +102,7 @@ function parseStruct(file: string, src: string, name: string): { fields: Uniform
   const fields: UniformField[] = [];
   let offset = 0;
   let maxAlign = 4;
-  for (const raw of m[1].split(",")) {
+  for (const raw of splitTopLevel(m[1])) {
     const f = raw.trim();
     if (!f) continue;
     const fm = /^(\w+)\s*:\s*(.+)$/.exec(f);
@@ -133,6 +134,23 @@ function parseStruct(file: string, src: string, name: string): { fields: Uniform
     maxAlign = Math.max(maxAlign, align);
   }
   return { fields, size: Math.max(16, Math.ceil(offset / 16) * 16) };
+}
+
+/** Splits struct members on commas outside `<...>`. */
+function splitTopLevel(body: string): string[] {
+  const parts: string[] = [];
+  let depth = 0, start = 0;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (c === "<") depth++;
+    else if (c === ">") depth--;
+    else if (c === "," && depth === 0) {
+      parts.push(body.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(body.slice(start));
+  return parts;
 }
 
 /** Values for a uniform struct: a number per scalar field, an array per vector or array field. */

@@ -89,7 +89,9 @@ export class Recorder {
     const [x, y = 1, z = 1] = args.grid;
     const maxDim = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxDim || y > maxDim || z > maxDim) {
-      throw new RangeError(`${spec.file}:${spec.entry}: grid [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`);
+      throw new RangeError(
+        `${spec.file}:${spec.entry}: grid [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`,
+      );
     }
     if (x === 0 || y === 0 || z === 0) return; // empty tensors: nothing to do
     const bindGroup = this.ctx.device.createBindGroup({ layout, entries });
@@ -101,7 +103,11 @@ export class Recorder {
   }
 
   /** Copies `src` into `dst` (same byte length), or `bytes` bytes of it. */
-  copy(src: Tensor, dst: Tensor, bytes = Math.min(src.buffer.size - src.offset, dst.buffer.size - dst.offset)): void {
+  copy(
+    src: Tensor,
+    dst: Tensor,
+    bytes: number = Math.min(src.buffer.size - src.offset, dst.buffer.size - dst.offset),
+  ): void {
     this.#endPass();
     this.#encoder.copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, Math.ceil(bytes / 4) * 4);
   }
@@ -131,7 +137,7 @@ export class Recorder {
     const queue = this.ctx.device.queue;
     for (const c of this.#chunks) queue.writeBuffer(c.buffer, 0, c.host, 0, c.used);
     try {
-      await this.ctx.submitBuffers([this.#encoder.finish()]);
+      await this.ctx.submitEncoder(this.#encoder, this.label);
     } finally {
       // Buffers in flight may be destroyed now: WebGPU keeps them alive until the queued work is done.
       for (const c of this.#chunks) this.ctx.destroyBuffer(c.buffer);
@@ -154,7 +160,11 @@ export class Recorder {
     const at = c ? Math.ceil(c.used / align) * align : 0;
     if (!c || at + size > UNIFORM_CHUNK) {
       const usage = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
-      c = { buffer: this.ctx.createBuffer(UNIFORM_CHUNK, usage, `${this.label}:uniforms`), host: new ArrayBuffer(UNIFORM_CHUNK), used: 0 };
+      c = {
+        buffer: this.ctx.createBuffer(UNIFORM_CHUNK, usage, `${this.label}:uniforms`),
+        host: new ArrayBuffer(UNIFORM_CHUNK),
+        used: 0,
+      };
       this.#chunks.push(c);
       fill(new DataView(c.host, 0, size));
       c.used = size;

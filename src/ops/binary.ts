@@ -52,6 +52,8 @@ export function binary(rec: Recorder, op: BinaryOp, a: Tensor, b: Tensor, opts: 
 }
 
 /** `a + b` (broadcasting). */
-export const add = (rec: Recorder, a: Tensor, b: Tensor, opts?: BinaryOptions): Tensor => binary(rec, "add", a, b, opts);
+export const add = (rec: Recorder, a: Tensor, b: Tensor, opts?: BinaryOptions): Tensor =>
+  binary(rec, "add", a, b, opts);
 /** `a * b` (broadcasting). */
-export const mul = (rec: Recorder, a: Tensor, b: Tensor, opts?: BinaryOptions): Tensor => binary(rec, "mul", a, b, opts);
+export const mul = (rec: Recorder, a: Tensor, b: Tensor, opts?: BinaryOptions): Tensor =>
+  binary(rec, "mul", a, b, opts);

@@ -23,7 +23,15 @@ export function binaryRef(
         for (let i3 = 0; i3 < full[3]; i3++, i++) {
           const x = a[i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3]];
           const y = b[i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3]];
-          out[i] = op === "add" ? x + y : op === "sub" ? x - y : op === "mul" ? x * y : op === "div" ? x / y : alpha * x + beta * y;
+          out[i] = op === "add"
+            ? x + y
+            : op === "sub"
+            ? x - y
+            : op === "mul"
+            ? x * y
+            : op === "div"
+            ? x / y
+            : alpha * x + beta * y;
         }
       }
     }

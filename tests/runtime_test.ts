@@ -1,0 +1,88 @@
+import assert from "assert";
+import { gpuTest } from "./_gpu.ts";
+import { createContext, defineKernel, NoAdapterError, packUniform, parseInterface } from "../src/gpu/mod.ts";
+
+Deno.test("no adapter: createContext says how to get one", async () => {
+  const gpu = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;
+  await assert.rejects(() => createContext({ gpu }), (e: Error) => {
+    assert.ok(e instanceof NoAdapterError);
+    assert.match(e.message, /mesa-vulkan-drivers/);
+    return true;
+  });
+});
+
+Deno.test("uniform layout follows WGSL alignment rules and is packed by name", () => {
+  const iface = parseInterface(
+    "t.wgsl",
+    `struct Params { n: u32, x: f32, v2: vec2<u32>, s: vec4<u32>, k: i32, arr: array<vec4<f32>, 2>, }
+     @group(0) @binding(0) var<storage, read> a: array<f32>;
+     @group(0) @binding(1) var<storage, read_write> b: array<f32>; // comment
+     @group(0) @binding(2) var<uniform> p: Params;`,
+  );
+  assert.deepEqual(iface.storage.map((s) => [s.binding, s.name, s.access]), [[0, "a", "read"], [1, "b", "read_write"]]);
+  const u = iface.uniform!;
+  assert.deepEqual(u.fields.map((f) => [f.name, f.offset]), [["n", 0], ["x", 4], ["v2", 8], ["s", 16], ["k", 32], [
+    "arr",
+    48,
+  ]]);
+  assert.equal(u.size, 80);
+  const view = packUniform("t.wgsl", u, {
+    n: 7,
+    x: 1.5,
+    v2: [1, 2],
+    s: [3, 4, 5, 6],
+    k: -2,
+    arr: [1, 2, 3, 4, 5, 6, 7, 8],
+  });
+  assert.equal(view.getUint32(0, true), 7);
+  assert.equal(view.getFloat32(4, true), 1.5);
+  assert.equal(view.getUint32(28, true), 6);
+  assert.equal(view.getInt32(32, true), -2);
+  assert.equal(view.getFloat32(76, true), 8);
+  assert.throws(() => packUniform("t.wgsl", u, { n: 1 }), /t\.wgsl: unknown|not given/);
+  assert.throws(() => packUniform("t.wgsl", u, { n: -1, x: 0, v2: [0], s: [0], k: 0, arr: [0] }), /needs u32, got -1/);
+});
+
+gpuTest("a WGSL error names its file and line", async (ctx) => {
+  const bad = defineKernel(
+    "broken_probe.wgsl",
+    `@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(1) fn main() { o[0] = undefined_thing; }`,
+  );
+  const rec = ctx.recorder();
+  const t = ctx.tensor([4]);
+  rec.dispatch(bad, { write: { o: t }, grid: [1] });
+  await assert.rejects(() => rec.submit(), /broken_probe\.wgsl.*failed to build[^]*broken_probe\.wgsl:2/);
+  ctx.release(t);
+});
+
+gpuTest("bindings are checked against the WGSL's access modes", (ctx) => {
+  const k = defineKernel(
+    "probe.wgsl",
+    `@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(1) fn main() { o[0] = a[0]; }`,
+  );
+  const rec = ctx.recorder();
+  const a = ctx.tensor([4]), o = ctx.tensor([4]);
+  assert.throws(() => rec.dispatch(k, { read: { a, o }, grid: [1] }), /"o" is read_write in WGSL but passed as read/);
+  assert.throws(() => rec.dispatch(k, { read: { a }, grid: [1] }), /binding "o" not given/);
+  assert.throws(() => rec.dispatch(k, { read: { a, z: a }, write: { o }, grid: [1] }), /unknown binding\(s\) z/);
+  ctx.release(a, o);
+});
+
+gpuTest("f16 and i32 tensors round-trip; the allocator counts every buffer", async (ctx) => {
+  const before = ctx.memory.current;
+  const h = ctx.upload([1, -2.5, 65504, 1e-8, 0.1], [5], "f16");
+  const i = ctx.upload([1, -7, 2 ** 30], [3], "i32");
+  assert.deepEqual([...await ctx.read(h)], [1, -2.5, 65504, 0, 0.0999755859375]); // exact f16 values
+  assert.deepEqual([...await ctx.read(i)], [1, -7, 2 ** 30]);
+  assert.equal(ctx.memory.current, before + 32);
+  ctx.release(h, i);
+  assert.equal(ctx.memory.current, before);
+});
+
+gpuTest("a tensor over the binding limit is refused with its shape", (ctx) => {
+  const n = ctx.limits.maxStorageBufferBindingSize / 4 + 1;
+  assert.throws(() => ctx.tensor([n], "f32", "huge"), /"huge" \[\d+\] f32 needs \d+ bytes, over this device's/);
+});
