@@ -168,6 +168,13 @@ export class GpuContext {
     this.memory.largestBuffer = 0;
   }
 
+  #placeholder: Tensor | null = null;
+
+  /** A tiny tensor to bind where a kernel's optional input is absent (its flag override keeps it unread). */
+  get placeholder(): Tensor {
+    return this.#placeholder ??= this.tensor([4], "f32", "placeholder");
+  }
+
   /** Allocates an uninitialised (zeroed, per WebGPU) tensor. */
   tensor(shape: readonly number[], dtype: DType = "f32", label = "tensor"): Tensor {
     checkShape(label, shape);
