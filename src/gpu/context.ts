@@ -169,6 +169,26 @@ export class GpuContext {
   }
 
   #placeholder: Tensor | null = null;
+  #scopes: Set<Tensor>[] = [];
+
+  /** Starts collecting every tensor allocated from now on (nested scopes stack). */
+  beginScope(): void {
+    this.#scopes.push(new Set());
+  }
+
+  /** Ends the innermost scope; returns the tensors it allocated except `keep` (for the caller to release). */
+  endScope(keep: readonly Tensor[] = []): Tensor[] {
+    const s = this.#scopes.pop();
+    if (!s) throw new Error("endScope without beginScope");
+    for (const t of keep) s.delete(t);
+    return [...s];
+  }
+
+  /** Removes a tensor from every open scope: it outlives the work that made it (captures, outputs). */
+  persist(t: Tensor): Tensor {
+    for (const s of this.#scopes) s.delete(t);
+    return t;
+  }
 
   /** A tiny tensor to bind where a kernel's optional input is absent (its flag override keeps it unread). */
   get placeholder(): Tensor {
@@ -186,7 +206,9 @@ export class GpuContext {
       );
     }
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    return { buffer: this.createBuffer(bytes, usage, label), shape: [...shape], dtype, offset: 0, label };
+    const t: Tensor = { buffer: this.createBuffer(bytes, usage, label), shape: [...shape], dtype, offset: 0, label };
+    this.#scopes.at(-1)?.add(t);
+    return t;
   }
 
   /** Uploads host data into a new tensor. f16 tensors accept f32 values and convert them. */

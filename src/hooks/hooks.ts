@@ -244,7 +244,7 @@ export class ScopedHooks {
       const site: HookSite = { path, step: state.step, timestep: state.timestep, batch, layout };
       if (e.capture) {
         const per = numel(x.shape) / B;
-        const t = rec.ctx.tensor([batch[1] - batch[0], ...x.shape.slice(1)], x.dtype, `capture:${path}`);
+        const t = rec.ctx.persist(rec.ctx.tensor([batch[1] - batch[0], ...x.shape.slice(1)], x.dtype, `capture:${path}`));
         rec.copy({ ...x, offset: x.offset + batch[0] * per * 4 }, t, (batch[1] - batch[0]) * per * 4);
         e.capture.records.push({ path, step: state.step, timestep: state.timestep, half, tensor: t });
       }

@@ -5,7 +5,8 @@
 import src from "../../kernels/binary.wgsl" with { type: "text" };
 import { defineKernel } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
-import { assertShape, numel, type Tensor } from "../gpu/tensor.ts";
+import { numel, type Tensor } from "../gpu/tensor.ts";
+import { outputTensor } from "./_alloc.ts";
 import { broadcastShapes, broadcastStrides, padShape } from "./_shape.ts";
 
 const kernel = defineKernel("binary.wgsl", src);
@@ -17,7 +18,7 @@ export type BinaryOp = keyof typeof OPS;
 
 /** Options of {@linkcode binary}. */
 export interface BinaryOptions {
-  /** Write here instead of allocating (may alias `a` for in-place updates). */
+  /** Write here instead of allocating (it must not share a buffer with an input: WebGPU forbids that aliasing). */
   out?: Tensor;
   /** Coefficients of `axpby`. */
   alpha?: number;
@@ -28,8 +29,7 @@ export interface BinaryOptions {
 export function binary(rec: Recorder, op: BinaryOp, a: Tensor, b: Tensor, opts: BinaryOptions = {}): Tensor {
   for (const t of [a, b]) if (t.dtype !== "f32") throw new TypeError(`${op}: "${t.label}" is ${t.dtype}, expected f32`);
   const shape = broadcastShapes(op, a.shape, b.shape);
-  const out = opts.out ?? rec.ctx.tensor(shape, "f32", op);
-  assertShape(`${op} output`, out.shape, shape);
+  const out = outputTensor(rec, op, shape, "f32", opts.out, [a, b]);
   const full = padShape(op, shape, 4);
   const n = numel(shape);
   const grid = grid1d(Math.ceil(n / WG), rec.ctx.limits.maxComputeWorkgroupsPerDimension);
