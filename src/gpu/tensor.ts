@@ -112,3 +112,11 @@ export function fromBF16(src: Uint16Array): Float32Array {
   for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
   return new Float32Array(u.buffer);
 }
+
+/** The same buffer seen with another shape of equal element count (no copy). */
+export function reshape(t: Tensor, shape: readonly number[]): Tensor {
+  if (numel(shape) !== numel(t.shape)) {
+    throw new TypeError(`reshape "${t.label}": ${fmtShape(t.shape)} cannot become ${fmtShape(shape)}`);
+  }
+  return { ...t, shape: [...shape] };
+}

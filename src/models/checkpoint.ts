@@ -18,7 +18,10 @@ export interface CheckpointDiff {
 }
 
 /** Compares a checkpoint's names and shapes with the expected ones. */
-export function diffCheckpoint(expected: Map<string, number[]>, found: Map<string, readonly number[]>): CheckpointDiff {
+export function diffCheckpoint(
+  expected: Map<string, number[]>,
+  found: ReadonlyMap<string, readonly number[]>,
+): CheckpointDiff {
   const d: CheckpointDiff = { missing: [], unexpected: [], misShaped: [] };
   for (const [name, shape] of expected) {
     const f = found.get(name);
@@ -36,7 +39,7 @@ export function checkCheckpoint(
   what: string,
   file: string,
   expected: Map<string, number[]>,
-  found: Map<string, readonly number[]>,
+  found: ReadonlyMap<string, readonly number[]>,
 ): void {
   const d = diffCheckpoint(expected, found);
   const n = d.missing.length + d.unexpected.length + d.misShaped.length;
