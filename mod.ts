@@ -13,3 +13,4 @@
 export * from "./src/gpu/mod.ts";
 export * from "./src/ops/binary.ts";
 export * from "./src/selfcheck.ts";
+export * from "./src/safetensors/mod.ts";
