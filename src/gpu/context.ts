@@ -246,6 +246,7 @@ export class GpuContext {
         bytes = data instanceof Uint32Array ? data : Uint32Array.from(data);
         break;
     }
+    if (bytes.byteLength === 0) return; // Deno panics on 0-byte writeBuffer
     const padded = Math.ceil(bytes.byteLength / 4) * 4;
     if (padded !== bytes.byteLength) {
       const p = new Uint8Array(padded);

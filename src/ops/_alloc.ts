@@ -29,7 +29,9 @@ export function outputTensor(
   if (given.dtype !== dtype) throw new TypeError(`${op}: output "${given.label}" is ${given.dtype}, expected ${dtype}`);
   for (const t of inputs) {
     if (t.buffer === given.buffer) {
-      throw new TypeError(`${op}: output "${given.label}" shares its buffer with input "${t.label}"; use a separate tensor`);
+      throw new TypeError(
+        `${op}: output "${given.label}" shares its buffer with input "${t.label}"; use a separate tensor`,
+      );
     }
   }
   return given;

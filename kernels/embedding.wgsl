@@ -1,0 +1,43 @@
+// embedding.wgsl — row gather from an embedding table that may be split into row shards:
+//
+//   out[t, :] = table[clamp(ids[t], 0, V − 1), :]        ids: [N] i32, table: [V, D], out: [N, D]
+//
+// A table larger than one storage binding (SD's CLIP token embedding, 49408×768 f32 = 152 MB, over lavapipe's
+// 128 MiB) is given as row shards [V_k, D]; one dispatch per shard writes exactly the rows whose id falls in
+// [start, start + count) and leaves the others alone, so after all shards every row is written once. Ids are
+// clamped into the table, so a bad id on the GPU reads a real row instead of out of bounds (the host validates
+// ids it uploads itself). A pure copy of 32-bit words.
+// v1 (this file): one workgroup per token, its threads striding over the D columns; a workgroup whose id lies in
+// another shard returns at once.
+//
+// Backward: d table[ids[t], :] += dy[t, :] (a scatter-add: rows repeat, so it needs atomics or a sort by id).
+// No gradient flows to the ids.
+
+struct Params {
+  tokens: u32, // N
+  row: u32,    // workgroups along x
+  d: u32,      // D: columns
+  vocab: u32,  // V: rows of the whole table (ids are clamped into [0, V))
+  start: u32,  // first row of this shard
+  count: u32,  // rows in this shard
+}
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> ids: array<i32>;
+@group(0) @binding(1) var<storage, read> table: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.y * p.row + wid.x;
+  if (t >= p.tokens) { return; }
+  let id = u32(clamp(ids[t], 0, i32(p.vocab) - 1));
+  if (id < p.start || id - p.start >= p.count) { return; }
+  let src = (id - p.start) * p.d;
+  let dst = t * p.d;
+  for (var c = lid; c < p.d; c += WG) {
+    out[dst + c] = table[src + c];
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Elementwise unary ops: scale (alpha·x + beta), SiLU, exact GELU, QuickGELU, clamp and erf.
+ * @module
+ */
+import src from "../../kernels/unary.wgsl" with { type: "text" };
+import geluLib from "../../kernels/_gelu.wgsl" with { type: "text" };
+import type { GpuContext } from "../gpu/context.ts";
+import { defineKernels } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { numel, type Tensor } from "../gpu/tensor.ts";
+import { grid1dFor, outputTensor, requireDtype } from "./_alloc.ts";
+
+const kernels = defineKernels("unary.wgsl", `${src}\n${geluLib}`, ["main", "inplace"]);
+const WG = 256;
+const OPS = { scale: 0, silu: 1, gelu: 2, quickGelu: 3, clamp: 4, erf: 5 } as const;
+
+/** Which unary op. */
+export type UnaryOp = keyof typeof OPS;
+
+/** Options of {@linkcode unary}. */
+export interface UnaryOptions {
+  /** Write here instead of allocating; may be `x` itself (in place), but no other view of `x`'s buffer. */
+  out?: Tensor;
+  /** `scale`: multiplier (default 1). */
+  alpha?: number;
+  /** `scale`: offset added after multiplying (default 0). */
+  beta?: number;
+  /** `clamp`: lower bound (default −∞). */
+  lo?: number;
+  /** `clamp`: upper bound (default +∞). */
+  hi?: number;
+}
+
+// In-place dispatches bind this to the unused `x` slot (see unary.wgsl).
+const placeholders = new WeakMap<GpuContext, Tensor>();
+
+/**
+ * `out = op(x)` elementwise, f32, any shape.
+ *
+ * ```ts ignore
+ * const y = unary(rec, "gelu", x);
+ * unary(rec, "clamp", y, { lo: -1, hi: 1, out: y }); // in place
+ * ```
+ */
+export function unary(rec: Recorder, op: UnaryOp, x: Tensor, opts: UnaryOptions = {}): Tensor {
+  if (!(op in OPS)) throw new TypeError(`unary: unknown op "${op}" (ops: ${Object.keys(OPS).join(", ")})`);
+  requireDtype(op, x, ["f32"]);
+  let [a, b] = [0, 0];
+  if (op === "scale") [a, b] = [opts.alpha ?? 1, opts.beta ?? 0];
+  if (op === "clamp") {
+    [a, b] = [opts.lo ?? -Infinity, opts.hi ?? Infinity];
+    if (!(a <= b)) throw new RangeError(`clamp: lower bound ${a} is above upper bound ${b}`);
+  }
+  const inPlace = opts.out !== undefined && opts.out.buffer === x.buffer && opts.out.offset === x.offset;
+  const out = outputTensor(rec, op, x.shape, "f32", opts.out, inPlace ? [] : [x]);
+  const n = numel(x.shape);
+  const grid = grid1dFor(rec, Math.ceil(n / 4), WG);
+  const params = { n, row: grid[0], a, b };
+  const overrides = { OP: OPS[op], WG };
+  if (inPlace) {
+    let ph = placeholders.get(rec.ctx);
+    if (!ph) placeholders.set(rec.ctx, ph = rec.ctx.tensor([1], "f32", "unary placeholder"));
+    rec.dispatch(kernels.inplace, { read: { x: ph }, write: { out }, params, grid, overrides });
+  } else {
+    rec.dispatch(kernels.main, { read: { x }, write: { out }, params, grid, overrides });
+  }
+  return out;
+}
+
+/** Options of {@linkcode scale}. */
+export type ScaleOptions = Pick<UnaryOptions, "out" | "alpha" | "beta">;
+
+/** `alpha·x + beta` (e.g. the VAE's latent scaling, `latents / 0.18215`). */
+export const scale = (rec: Recorder, x: Tensor, opts: ScaleOptions = {}): Tensor => unary(rec, "scale", x, opts);
+/** SiLU (swish): `x·σ(x)`. */
+export const silu = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "out"> = {}): Tensor =>
+  unary(rec, "silu", x, opts);
+/** GELU, exact erf form: `½x(1 + erf(x/√2))`. */
+export const gelu = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "out"> = {}): Tensor =>
+  unary(rec, "gelu", x, opts);
+/** QuickGELU (CLIP): `x·σ(1.702x)`. */
+export const quickGelu = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "out"> = {}): Tensor =>
+  unary(rec, "quickGelu", x, opts);
+/** `min(max(x, lo), hi)`. */
+export const clamp = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "out" | "lo" | "hi"> = {}): Tensor =>
+  unary(rec, "clamp", x, opts);

@@ -1,0 +1,13 @@
+/** CPU reference for upsample.wgsl. */
+
+/** Nearest upsampling by s. x: [planes, h, w], returns out: [planes, s·h, s·w]. */
+export function upsampleNearestRef(x: ArrayLike<number>, planes: number, h: number, w: number, s = 2): Float64Array {
+  const out = new Float64Array(planes * h * s * w * s);
+  let i = 0;
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < h * s; y++) {
+      for (let xo = 0; xo < w * s; xo++) out[i++] = x[(p * h + Math.floor(y / s)) * w + Math.floor(xo / s)];
+    }
+  }
+  return out;
+}
