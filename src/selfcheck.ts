@@ -4,8 +4,12 @@
  * @module
  */
 import type { GpuContext } from "./gpu/context.ts";
+import { attention } from "./ops/attention.ts";
 import { binary } from "./ops/binary.ts";
+import { matmul } from "./ops/matmul.ts";
+import { attentionRef } from "./ref/attention.ts";
 import { binaryRef } from "./ref/binary.ts";
+import { matmulRef } from "./ref/matmul.ts";
 import { relL2 } from "./ref/compare.ts";
 import { randn } from "./ref/random.ts";
 
@@ -24,6 +28,21 @@ interface Case {
   run(ctx: GpuContext): Promise<[ArrayLike<number>, ArrayLike<number>]>;
 }
 
+/** Uploads inputs, records one op, reads its output back and frees everything. */
+async function runOp(
+  ctx: GpuContext,
+  inputs: [Float32Array, number[]][],
+  op: (rec: ReturnType<GpuContext["recorder"]>, ts: ReturnType<GpuContext["upload"]>[]) => ReturnType<GpuContext["upload"]>,
+): Promise<Float32Array> {
+  const ts = inputs.map(([d, s]) => ctx.upload(d, s));
+  const rec = ctx.recorder("selfcheck");
+  const out = op(rec, ts);
+  await rec.submit();
+  const got = await ctx.readF32(out);
+  ctx.release(...ts, out);
+  return got;
+}
+
 const CASES: Record<string, Case[]> = {
   binary: [{
     name: "add broadcast [3,5,7]+[5,1]",
@@ -39,6 +58,39 @@ const CASES: Record<string, Case[]> = {
       return [got, binaryRef("add", a, [3, 5, 7], b, [5, 1])[0]];
     },
   }],
+  matmul: [
+    ...([[1, 77, 33, 65, false, false], [3, 17, 40, 31, false, true], [2, 64, 64, 64, true, false]] as const).map(
+      ([B, M, K, N, transA, transB]) => ({
+        name: `[${B},${M},${K}]·[${K},${N}]${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""} + bias, GELU`,
+        tolerance: 1e-5,
+        async run(ctx: GpuContext): Promise<[ArrayLike<number>, ArrayLike<number>]> {
+          const aShape = transA ? [B, K, M] : [B, M, K], bShape = transB ? [N, K] : [K, N];
+          const a = randn(B * M * K, 3), b = randn(K * N, 4, 0.2), bias = randn(N, 5);
+          const opts = { transA, transB, act: "gelu" as const };
+          const got = await runOp(ctx, [[a, aShape], [b, bShape], [bias, [N]]], (rec, [ta, tb, tbias]) =>
+            matmul(rec, ta, tb, { ...opts, bias: tbias }));
+          return [got, matmulRef(a, aShape, b, bShape, { ...opts, bias }).out];
+        },
+      }),
+    ),
+  ],
+  attention: [
+    ...([[2, 77, 13, 3, 40, false], [1, 100, 100, 2, 16, false], [2, 77, 77, 2, 64, true]] as const).map(
+      ([B, nq, nk, heads, dh, causal]) => ({
+        name: `B${B} ${nq}×${nk} tokens, ${heads} heads of ${dh}${causal ? ", causal" : ""}`,
+        tolerance: 1e-5,
+        async run(ctx: GpuContext): Promise<[ArrayLike<number>, ArrayLike<number>]> {
+          const q = randn(B * nq * heads * dh, 6), k = randn(B * nk * heads * dh, 7), v = randn(B * nk * heads * dh, 8);
+          const got = await runOp(
+            ctx,
+            [[q, [B, nq, heads * dh]], [k, [B, nk, heads * dh]], [v, [B, nk, heads * dh]]],
+            (rec, [tq, tk, tv]) => attention(rec, { q: tq, k: tk, v: tv }, { heads, causal }),
+          );
+          return [got, attentionRef(q, k, v, { B, nq, nk, heads, dh, dv: dh, causal }).out];
+        },
+      }),
+    ),
+  ],
 };
 
 /** Names of the op groups the self-check covers. */
