@@ -86,3 +86,19 @@ gpuTest("a tensor over the binding limit is refused with its shape", (ctx) => {
   const n = ctx.limits.maxStorageBufferBindingSize / 4 + 1;
   assert.throws(() => ctx.tensor([n], "f32", "huge"), /"huge" \[\d+\] f32 needs \d+ bytes, over this device's/);
 });
+
+Deno.test("each entry point binds only what it (and the functions it calls) uses", () => {
+  const src = `struct Params { n: u32, }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+fn helper(i: u32) -> f32 { return a[i]; }
+@compute @workgroup_size(1) fn first() { b[0] = helper(0u); }
+@compute @workgroup_size(1) fn second() { c[p.n] = 1.0; }`;
+  const k1 = defineKernel("two.wgsl", src, "first"), k2 = defineKernel("two.wgsl", src, "second");
+  assert.deepEqual(k1.iface.storage.map((s) => s.name), ["a", "b"]);
+  assert.equal(k1.iface.uniform, null);
+  assert.deepEqual(k2.iface.storage.map((s) => s.name), ["c"]);
+  assert.equal(k2.iface.uniform?.name, "p");
+});

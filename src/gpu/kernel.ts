@@ -30,6 +30,8 @@ export interface UniformField {
 /** The uniform struct's layout and where it is bound. */
 export interface UniformLayout {
   readonly binding: number;
+  /** The uniform variable's name in WGSL (e.g. `p`). */
+  readonly name: string;
   readonly fields: readonly UniformField[];
   /** Struct size rounded up to 16 bytes. */
   readonly size: number;
@@ -47,7 +49,10 @@ export interface KernelSpec {
   readonly file: string;
   readonly source: string;
   readonly entry: string;
+  /** The bindings this entry point uses (WGSL's "auto" layout would keep the same ones). */
   readonly iface: ShaderInterface;
+  /** Every storage binding name the file declares (a call site may pass those this entry does not use). */
+  readonly declared: ReadonlySet<string>;
 }
 
 /** Builds a kernel spec from a WGSL file's text. Parsing happens once per call, so define kernels at module scope. */
@@ -55,7 +60,45 @@ export function defineKernel(file: string, source: string, entry = "main"): Kern
   if (!new RegExp(`@compute[^]*?fn\\s+${entry}\\s*\\(`).test(source)) {
     throw new Error(`${file}: no @compute entry point named "${entry}"`);
   }
-  return { file, source, entry, iface: parseInterface(file, source) };
+  const all = parseInterface(file, source);
+  const used = identifiersReachedFrom(source.replace(STRIP_COMMENTS, ""), entry);
+  return {
+    file,
+    source,
+    entry,
+    iface: {
+      storage: all.storage.filter((s) => used.has(s.name)),
+      uniform: all.uniform && used.has(all.uniform.name) ? all.uniform : null,
+    },
+    declared: new Set(all.storage.map((s) => s.name)),
+  };
+}
+
+/** Identifiers used by function `entry` and every function it calls, transitively. */
+function identifiersReachedFrom(src: string, entry: string): Set<string> {
+  const bodies = new Map<string, string>();
+  for (const m of src.matchAll(/\bfn\s+(\w+)\s*\(/g)) {
+    const open = src.indexOf("{", m.index! + m[0].length);
+    let depth = 0, end = open;
+    for (; end < src.length; end++) {
+      if (src[end] === "{") depth++;
+      else if (src[end] === "}" && --depth === 0) break;
+    }
+    bodies.set(m[1], src.slice(m.index!, end + 1));
+  }
+  const used = new Set<string>();
+  const todo = [entry];
+  const seen = new Set<string>();
+  while (todo.length) {
+    const f = todo.pop()!;
+    if (seen.has(f)) continue;
+    seen.add(f);
+    for (const [id] of (bodies.get(f) ?? "").matchAll(/\b[A-Za-z_]\w*\b/g)) {
+      used.add(id);
+      if (bodies.has(id) && !seen.has(id)) todo.push(id);
+    }
+  }
+  return used;
 }
 
 /** Defines every listed entry point of one WGSL file. */
@@ -85,7 +128,7 @@ export function parseInterface(file: string, source: string): ShaderInterface {
       storage.push({ binding: +binding, name, access: access === "read_write" ? "read_write" : "read" });
     } else if (space === "uniform") {
       if (uniform) throw new Error(`${file}: more than one uniform binding`);
-      uniform = { binding: +binding, ...parseStruct(file, src, type.trim()) };
+      uniform = { binding: +binding, name, ...parseStruct(file, src, type.trim()) };
     } else {
       throw new Error(`${file}: unsupported address space "${space}" for "${name}"`);
     }

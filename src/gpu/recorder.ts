@@ -75,9 +75,8 @@ export class Recorder {
       entries.push({ binding: decl.binding, resource: { buffer: t.buffer, offset: t.offset, size } });
       given.delete(decl.name);
     }
-    if (given.size) {
-      throw new TypeError(`${spec.file}:${spec.entry}: unknown binding(s) ${[...given.keys()].join(", ")}`);
-    }
+    const unknown = [...given.keys()].filter((n) => !spec.declared.has(n));
+    if (unknown.length) throw new TypeError(`${spec.file}:${spec.entry}: unknown binding(s) ${unknown.join(", ")}`);
     const u = spec.iface.uniform;
     if (u) {
       if (!args.params) throw new TypeError(`${spec.file}:${spec.entry}: params not given`);
