@@ -14,3 +14,4 @@ export * from "./src/gpu/mod.ts";
 export * from "./src/ops/binary.ts";
 export * from "./src/selfcheck.ts";
 export * from "./src/safetensors/mod.ts";
+export * from "./src/text/tokenizer.ts";
