@@ -102,3 +102,21 @@ fn helper(i: u32) -> f32 { return a[i]; }
   assert.deepEqual(k2.iface.storage.map((s) => s.name), ["c"]);
   assert.equal(k2.iface.uniform?.name, "p");
 });
+
+gpuTest("a recorder reuses recycled buffers for later allocations, in order", async (ctx) => {
+  const { add } = await import("../src/ops/binary.ts");
+  const { fill } = await import("../src/ops/fill.ts");
+  const before = ctx.memory.current;
+  const rec = ctx.recorder();
+  const a = rec.alloc([1000]);
+  fill(rec, a, { value: 1 });
+  const b = add(rec, a, a); // 2
+  rec.recycle(a);
+  const c = add(rec, b, b); // 4, written into a's old buffer
+  assert.equal(c.buffer, a.buffer);
+  const d = add(rec, c, b); // 6
+  await rec.submit();
+  assert.ok((await ctx.readF32(d)).every((v) => v === 6));
+  ctx.release(b, c, d);
+  assert.equal(ctx.memory.current, before);
+});

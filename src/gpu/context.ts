@@ -169,30 +169,39 @@ export class GpuContext {
   }
 
   #placeholder: Tensor | null = null;
-  #scopes: Set<Tensor>[] = [];
+  #scopes: Map<GPUBuffer, Tensor>[] = [];
 
   /** Starts collecting every tensor allocated from now on (nested scopes stack). */
   beginScope(): void {
-    this.#scopes.push(new Set());
+    this.#scopes.push(new Map());
   }
 
-  /** Ends the innermost scope; returns the tensors it allocated except `keep` (for the caller to release). */
+  /**
+   * Ends the innermost scope; returns the tensors it allocated except those sharing a buffer with `keep` (for the
+   * caller to release).
+   */
   endScope(keep: readonly Tensor[] = []): Tensor[] {
     const s = this.#scopes.pop();
     if (!s) throw new Error("endScope without beginScope");
-    for (const t of keep) s.delete(t);
-    return [...s];
+    for (const t of keep) s.delete(t.buffer);
+    return [...s.values()];
   }
 
-  /** Removes a tensor from every open scope: it outlives the work that made it (captures, outputs). */
+  /** Removes a tensor's buffer from every open scope: it outlives the work that made it (captures, outputs). */
   persist(t: Tensor): Tensor {
-    for (const s of this.#scopes) s.delete(t);
+    for (const s of this.#scopes) s.delete(t.buffer);
+    return t;
+  }
+
+  /** Adds a tensor's buffer to the innermost open scope (a buffer reused from a pool). */
+  adopt(t: Tensor): Tensor {
+    this.#scopes.at(-1)?.set(t.buffer, t);
     return t;
   }
 
   /** A tiny tensor to bind where a kernel's optional input is absent (its flag override keeps it unread). */
   get placeholder(): Tensor {
-    return this.#placeholder ??= this.tensor([4], "f32", "placeholder");
+    return this.#placeholder ??= this.persist(this.tensor([4], "f32", "placeholder"));
   }
 
   /** Allocates an uninitialised (zeroed, per WebGPU) tensor. */
@@ -207,8 +216,7 @@ export class GpuContext {
     }
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const t: Tensor = { buffer: this.createBuffer(bytes, usage, label), shape: [...shape], dtype, offset: 0, label };
-    this.#scopes.at(-1)?.add(t);
-    return t;
+    return this.adopt(t);
   }
 
   /** Uploads host data into a new tensor. f16 tensors accept f32 values and convert them. */

@@ -5,7 +5,7 @@
  */
 import type { GpuContext } from "./context.ts";
 import { type KernelSpec, packUniform, type ParamValues } from "./kernel.ts";
-import { fmtShape, type Tensor } from "./tensor.ts";
+import { type DType, DTYPE_BYTES, fmtShape, numel, type Tensor } from "./tensor.ts";
 
 /** One dispatch: named bindings, uniform values, workgroup counts and override constants. */
 export interface DispatchArgs {
@@ -36,6 +36,8 @@ export class Recorder {
   #pass: GPUComputePassEncoder | null = null;
   #chunks: { buffer: GPUBuffer; host: ArrayBuffer; used: number }[] = [];
   #afterSubmit: Tensor[] = [];
+  /** Buffers whose recorded uses are all behind us, by byte size, for reuse by later allocations of this recording. */
+  #pool = new Map<number, GPUBuffer[]>();
   #submitted = false;
   /** Dispatches recorded so far. */
   dispatches = 0;
@@ -117,6 +119,33 @@ export class Recorder {
     this.#encoder.clearBuffer(t.buffer, t.offset, t.buffer.size - t.offset);
   }
 
+  /**
+   * A tensor for work recorded on this recorder: reuses a recycled buffer of the same size when there is one.
+   * (Reuse is safe because commands of one recording execute in order; buffers never cross into uploads, which
+   * `queue.writeBuffer` would order before this recording.)
+   */
+  alloc(shape: readonly number[], dtype: DType = "f32", label = "tensor"): Tensor {
+    const bytes = Math.max(16, Math.ceil((numel(shape) * DTYPE_BYTES[dtype]) / 16) * 16);
+    const buffer = this.#pool.get(bytes)?.pop();
+    if (!buffer) return this.ctx.tensor(shape, dtype, label);
+    return this.ctx.adopt({ buffer, shape: [...shape], dtype, offset: 0, label });
+  }
+
+  /**
+   * Declares that nothing recorded after this point reads or writes `t`: its buffer may back a later `alloc`.
+   * The recorder takes ownership and frees what is left in its pool after submitting.
+   */
+  recycle(...ts: Tensor[]): void {
+    for (const t of ts) {
+      if (t.offset !== 0) continue; // views: their owner decides
+      this.ctx.persist(t);
+      const list = this.#pool.get(t.buffer.size);
+      if (list) {
+        if (!list.includes(t.buffer)) list.push(t.buffer);
+      } else this.#pool.set(t.buffer.size, [t.buffer]);
+    }
+  }
+
   /** Releases a scratch tensor once this recording has been submitted. */
   releaseAfterSubmit(...ts: Tensor[]): void {
     this.#afterSubmit.push(...ts);
@@ -140,6 +169,8 @@ export class Recorder {
     } finally {
       // Buffers in flight may be destroyed now: WebGPU keeps them alive until the queued work is done.
       for (const c of this.#chunks) this.ctx.destroyBuffer(c.buffer);
+      for (const list of this.#pool.values()) for (const b of list) this.ctx.destroyBuffer(b);
+      this.#pool.clear();
       this.ctx.release(...this.#afterSubmit);
       this.#chunks = [];
       this.#afterSubmit = [];

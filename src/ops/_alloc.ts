@@ -24,7 +24,7 @@ export function outputTensor(
   given: Tensor | undefined,
   inputs: readonly Tensor[],
 ): Tensor {
-  if (!given) return rec.ctx.tensor(shape, dtype, op);
+  if (!given) return rec.alloc(shape, dtype, op);
   assertShape(`${op} output "${given.label}"`, given.shape, shape);
   if (given.dtype !== dtype) throw new TypeError(`${op}: output "${given.label}" is ${given.dtype}, expected ${dtype}`);
   for (const t of inputs) {

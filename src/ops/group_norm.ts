@@ -61,11 +61,11 @@ export function groupNorm(rec: Recorder, x: Tensor, opts: GroupNormOptions): Ten
     if (opts.out.buffer === x.buffer) throw new TypeError(`groupNorm: out must not share a buffer with x (in-place)`);
   }
   if (opts.stats) assertShape("groupNorm stats", opts.stats.shape, [b, groups, 2]);
-  const out = opts.out ?? rec.ctx.tensor(x.shape, "f32", "group_norm");
+  const out = opts.out ?? rec.alloc(x.shape, "f32", "group_norm");
   if (total === 0) return out;
-  const stats = opts.stats ?? rec.ctx.tensor([b, groups, 2], "f32", "group_norm.stats");
+  const stats = opts.stats ?? rec.alloc([b, groups, 2], "f32", "group_norm.stats");
   const chunks = Math.ceil(n / CHUNK);
-  const partial = rec.ctx.tensor([nGroups, chunks, 2], "f32", "group_norm.partial");
+  const partial = rec.alloc([nGroups, chunks, 2], "f32", "group_norm.partial");
   rec.releaseAfterSubmit(partial);
   if (!opts.stats) rec.releaseAfterSubmit(stats);
 

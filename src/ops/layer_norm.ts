@@ -53,9 +53,9 @@ export function layerNorm(rec: Recorder, x: Tensor, opts: LayerNormOptions): Ten
     if (opts.out.buffer === x.buffer) throw new TypeError(`layerNorm: out must not share a buffer with x (in-place)`);
   }
   if (opts.stats) assertShape("layerNorm stats", opts.stats.shape, statsShape);
-  const out = opts.out ?? rec.ctx.tensor(x.shape, "f32", "layer_norm");
+  const out = opts.out ?? rec.alloc(x.shape, "f32", "layer_norm");
   if (d === 0 || rows === 0) return out;
-  const stats = opts.stats ?? rec.ctx.tensor(statsShape, "f32", "layer_norm.stats");
+  const stats = opts.stats ?? rec.alloc(statsShape, "f32", "layer_norm.stats");
   if (!opts.stats) rec.releaseAfterSubmit(stats);
   const grid = grid1d(rows, rec.ctx.limits.maxComputeWorkgroupsPerDimension);
   rec.dispatch(kernel, {

@@ -47,7 +47,7 @@ function reduce(rec: Recorder, what: "sum" | "mean", x: Tensor, opts: ReduceOpti
   if (n === 0 && what === "mean" && outer * inner > 0) {
     throw new RangeError(`mean: the reduced axis of x ${fmtShape(x.shape)} is empty`);
   }
-  const out = opts.out ?? rec.ctx.tensor(outShape, "f32", what);
+  const out = opts.out ?? rec.alloc(outShape, "f32", what);
   if (outer * inner === 0) return out;
   if (n === 0) {
     rec.zero(out);
@@ -66,7 +66,7 @@ function reduce(rec: Recorder, what: "sum" | "mean", x: Tensor, opts: ReduceOpti
     const chunks = Math.ceil(len / (ty * PER));
     const tiles = Math.ceil(cols / tx);
     const last = chunks === 1;
-    const dst = last ? out : rec.ctx.tensor([outer, chunks, inner], "f32", `${what}.partial`);
+    const dst = last ? out : rec.alloc([outer, chunks, inner], "f32", `${what}.partial`);
     const total = chunks * tiles;
     const grid = grid1d(total, maxDim);
     const scale = last && what === "mean" ? 1 / n : 1;

@@ -42,7 +42,7 @@ export function softmax(rec: Recorder, x: Tensor, opts: SoftmaxOptions = {}): Te
     assertShape("softmax out", opts.out.shape, x.shape);
     if (opts.out.buffer === x.buffer) throw new TypeError(`softmax: out must not share a buffer with x (in-place)`);
   }
-  const out = opts.out ?? rec.ctx.tensor(x.shape, "f32", "softmax");
+  const out = opts.out ?? rec.alloc(x.shape, "f32", "softmax");
   const len = x.shape[x.shape.length - 1];
   const rows = numel(x.shape.slice(0, -1));
   if (len === 0 || rows === 0) return out;

@@ -69,8 +69,8 @@ export function topk(rec: Recorder, x: Tensor, opts: TopKOptions): TopKResult {
       );
     }
   }
-  const values = opts.out?.values ?? rec.ctx.tensor(shape, "f32", "topk.values");
-  const indices = opts.out?.indices ?? rec.ctx.tensor(shape, "u32", "topk.indices");
+  const values = opts.out?.values ?? rec.alloc(shape, "f32", "topk.values");
+  const indices = opts.out?.indices ?? rec.alloc(shape, "u32", "topk.indices");
   if (rows === 0) return { values, indices };
   let kmax = 32;
   while (kmax < k) kmax *= 2;
