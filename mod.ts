@@ -15,3 +15,4 @@ export * from "./src/ops/binary.ts";
 export * from "./src/selfcheck.ts";
 export * from "./src/safetensors/mod.ts";
 export * from "./src/text/tokenizer.ts";
+export * from "./src/schedulers/mod.ts";
