@@ -8,6 +8,7 @@
 import { parseArgs } from "parse-args";
 import { createContext, NoAdapterError } from "./src/gpu/context.ts";
 import { deviceInfo } from "./src/info.ts";
+import { forwardCommand } from "./src/cli/forward.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -16,6 +17,10 @@ usage: deno run -A cli.ts <command> [options]
 commands:
   info      show the WebGPU adapter, its limits and features, and run the kernel self-check
             --json   print the report as JSON
+  forward   run the U-Net once and write its output and chosen activations
+            --model DIR --inputs IN.safetensors --out OUT.safetensors [--capture PATH ...] [--variant fp16]
+            IN holds sample [B,C,H,W], timesteps [B] (int or float) and encoder_hidden_states [B,T,D]
+            (or the same under input/); OUT gets sample and act/<PATH> for each capture
 `;
 
 async function info(args: string[]): Promise<number> {
@@ -44,7 +49,43 @@ async function info(args: string[]): Promise<number> {
   return r.selfCheck.every((c) => c.ok) ? 0 : 1;
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { info };
+async function forward(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string" },
+      inputs: { type: "string" },
+      out: { type: "string" },
+      capture: { type: "string", multiple: true, default: [] },
+      variant: { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  for (const k of ["model", "inputs", "out"] as const) {
+    if (!values[k]) throw new UsageError(`--${k} is required`);
+  }
+  const ctx = await createContext();
+  try {
+    console.log(
+      await forwardCommand(ctx, {
+        model: values.model!,
+        inputs: values.inputs!,
+        out: values.out!,
+        capture: values.capture!,
+        variant: values.variant,
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
+
+class UsageError extends Error {}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { info, forward };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -64,11 +105,14 @@ async function main(argv: string[]): Promise<number> {
       console.error(`diffscope: ${e.message}`);
       return 3;
     }
-    if (e instanceof TypeError && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`diffscope ${cmd}: ${e.message}`);
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`diffscope ${cmd}: ${(e as Error).message}\n\n${USAGE}`);
       return 2;
     }
-    throw e;
+    // A user sees the message (which names the file, tensor or shape at fault); DIFFSCOPE_DEBUG=1 adds the stack.
+    if (Deno.env.get("DIFFSCOPE_DEBUG")) throw e;
+    console.error(`diffscope ${cmd}: ${(e as Error).message ?? e}`);
+    return 1;
   }
 }
 

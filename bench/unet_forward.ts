@@ -1,0 +1,84 @@
+/**
+ * One full-size SD v1.4 U-Net evaluation with random weights: seconds per evaluation and peak GPU memory.
+ *
+ *   deno run -A bench/unet_forward.ts [--size 64] [--batch 2] [--tokens 77] [--iters 1]
+ *
+ * The full-size run (64×64 latents, batch 2 as classifier-free guidance runs it) is for a real GPU. On a software
+ * adapter, run a smaller latent size: the script reports the achieved GFLOP/s and extrapolates the full-size time
+ * from the FLOP count (an estimate, printed as such: attention's share grows with the square of the tokens).
+ */
+import { parseArgs } from "node:util";
+import { createContext } from "../src/gpu/context.ts";
+import { fill } from "../src/ops/fill.ts";
+import { parseUNetConfig } from "../src/models/unet/config.ts";
+import { randomUNet } from "../src/models/unet/random.ts";
+import { unetFlops } from "../src/models/unet/flops.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    size: { type: "string", default: "64" },
+    batch: { type: "string", default: "2" },
+    tokens: { type: "string", default: "77" },
+    iters: { type: "string", default: "1" },
+  },
+});
+const S = +values.size!, B = +values.batch!, T = +values.tokens!, iters = +values.iters!;
+const sd14 = JSON.parse(await Deno.readTextFile(new URL("../../shared/fixtures/sd14/sd14-unet.json", import.meta.url)));
+const ctx = await createContext();
+const info = ctx.adapter.info;
+console.log(`device: ${info.description || info.vendor} ${info.device}`);
+const t0 = performance.now();
+const unet = await randomUNet(ctx, parseUNetConfig(sd14.config), 0);
+console.log(
+  `random weights: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(ctx.memory.current / 2 ** 30).toFixed(2)} GiB`,
+);
+
+const sample = ctx.tensor([B, 4, S, S]),
+  ehs = ctx.tensor([B, T, 768]),
+  ts = ctx.upload(new Float32Array(B).fill(981), [B]);
+let rec = ctx.recorder("inputs");
+fill(rec, sample, { normal: [0, 1], seed: 1 });
+fill(rec, ehs, { normal: [0, 1], seed: 2 });
+await rec.submit();
+await ctx.sync();
+
+const weights = ctx.memory.current;
+ctx.resetPeak();
+const times: number[] = [];
+for (let i = 0; i < iters + 1; i++) { // the first evaluation builds pipelines: not timed
+  const t = performance.now();
+  rec = ctx.recorder("unet");
+  const out = unet.forward(rec, { sample, timesteps: ts, encoderHiddenStates: ehs });
+  await rec.submit();
+  await ctx.sync();
+  if (i > 0) times.push((performance.now() - t) / 1000);
+  ctx.release(out);
+  console.log(
+    `evaluation ${i}${i === 0 ? " (warm-up, builds pipelines)" : ""}: ${((performance.now() - t) / 1000).toFixed(2)} s`,
+  );
+}
+const sec = Math.min(...times);
+const flops = unetFlops(unet.arch, B, S, S, T);
+const full = unetFlops(unet.arch, 2, 64, 64, 77);
+console.log(`\nU-Net SD v1.4, ${S}×${S} latents, batch ${B}, ${T} tokens`);
+console.log(
+  `  seconds per evaluation: ${sec.toFixed(3)}   (${(flops / 1e9).toFixed(1)} GFLOP → ${
+    (flops / sec / 1e9).toFixed(2)
+  } GFLOP/s)`,
+);
+console.log(
+  `  peak GPU memory: ${(ctx.memory.peak / 2 ** 30).toFixed(2)} GiB (weights ${
+    (weights / 2 ** 30).toFixed(2)
+  } GiB + activations ${((ctx.memory.peak - weights) / 2 ** 30).toFixed(2)} GiB)`,
+);
+console.log(`  largest single buffer: ${(ctx.memory.largestBuffer / 2 ** 20).toFixed(1)} MiB`);
+if (S !== 64 || B !== 2) {
+  console.log(
+    `  extrapolated full size (64×64, batch 2, ${(full / 1e12).toFixed(2)} TFLOP) at this rate: ~${
+      (full / (flops / sec)).toFixed(0)
+    } s per evaluation (estimate)`,
+  );
+}
+unet.release();
+ctx.destroy();

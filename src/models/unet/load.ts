@@ -1,0 +1,82 @@
+/**
+ * Loading a U-Net from a diffusers folder (`unet/config.json` + `unet/diffusion_pytorch_model[.fp16].safetensors`)
+ * or from any named-tensor source. Names and shapes are all checked before anything is uploaded.
+ * @module
+ */
+import type { GpuContext } from "../../gpu/context.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import type { SafetensorsFile } from "../../safetensors/reader.ts";
+import { checkCheckpoint } from "../checkpoint.ts";
+import { type ModelFiles, openFirst, readJson } from "../files.ts";
+import { unetArch, unetParamShapes } from "./arch.ts";
+import { parseUNetConfig, type UNetConfig } from "./config.ts";
+import { UNet2DConditionModel } from "./model.ts";
+
+/** Named tensors to build a model from. */
+export interface TensorSource {
+  /** For messages. */
+  readonly name: string;
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
+  readF32(name: string): Promise<Float32Array>;
+}
+
+/** Options of {@linkcode loadUNet}. */
+export interface LoadUNetOptions {
+  /** Folder inside the model folder (default "unet"). */
+  subfolder?: string;
+  /** Prefer `diffusion_pytorch_model.<variant>.safetensors` (e.g. "fp16"). */
+  variant?: string;
+  /** Called after each tensor is uploaded. */
+  onProgress?: (done: number, total: number, name: string) => void;
+}
+
+/** The tensors of a safetensors file whose names start with `prefix` (the prefix is stripped). */
+export function safetensorsSource(st: SafetensorsFile, prefix = ""): TensorSource {
+  const shapes = new Map<string, readonly number[]>();
+  for (const n of st.names) if (n.startsWith(prefix)) shapes.set(n.slice(prefix.length), st.info(n).shape);
+  return { name: st.name, shapes, readF32: (n) => st.readF32(prefix + n) };
+}
+
+/** Loads the U-Net of a diffusers folder. */
+export async function loadUNet(
+  ctx: GpuContext,
+  files: ModelFiles,
+  opts: LoadUNetOptions = {},
+): Promise<UNet2DConditionModel> {
+  const sub = opts.subfolder ?? "unet";
+  const config = parseUNetConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
+  const base = `${sub}/diffusion_pytorch_model`;
+  const candidates = opts.variant
+    ? [`${base}.${opts.variant}.safetensors`, `${base}.safetensors`]
+    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
+  const [st] = await openFirst(files, candidates);
+  try {
+    return await unetFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
+  } finally {
+    await st.close();
+  }
+}
+
+/** Builds a U-Net from named tensors, after checking every name and shape against the config. */
+export async function unetFromSource(
+  ctx: GpuContext,
+  config: UNetConfig,
+  source: TensorSource,
+  onProgress?: (done: number, total: number, name: string) => void,
+): Promise<UNet2DConditionModel> {
+  const arch = unetArch(config);
+  const expected = unetParamShapes(arch);
+  checkCheckpoint("U-Net", source.name, expected, source.shapes);
+  const params = new Map<string, Tensor>();
+  let done = 0;
+  try {
+    for (const [name, shape] of expected) {
+      params.set(name, ctx.upload(await source.readF32(name), shape, "f32", name));
+      onProgress?.(++done, expected.size, name);
+    }
+  } catch (e) {
+    for (const t of params.values()) ctx.release(t);
+    throw e;
+  }
+  return new UNet2DConditionModel(ctx, arch, params);
+}

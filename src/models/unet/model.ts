@@ -1,0 +1,342 @@
+/**
+ * `UNet2DConditionModel` (SD v1.x/v2.x layout) on WebGPU. The forward pass reads like diffusers' modules and
+ * names every module output by its diffusers path, which is also its hook point.
+ * @module
+ */
+import type { GpuContext } from "../../gpu/context.ts";
+import type { Recorder } from "../../gpu/recorder.ts";
+import { fmtShape, reshape, type Tensor } from "../../gpu/tensor.ts";
+import type { ScopedHooks } from "../../hooks/hooks.ts";
+import { Hooks } from "../../hooks/hooks.ts";
+import { add, binary } from "../../ops/binary.ts";
+import { attention } from "../../ops/attention.ts";
+import { concat } from "../../ops/concat.ts";
+import { conv2d } from "../../ops/conv2d.ts";
+import { geglu } from "../../ops/geglu.ts";
+import { groupNorm } from "../../ops/group_norm.ts";
+import { layerNorm } from "../../ops/layer_norm.ts";
+import { matmul } from "../../ops/matmul.ts";
+import { permute } from "../../ops/permute.ts";
+import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
+import { scale, silu } from "../../ops/unary.ts";
+import { upsampleNearest } from "../../ops/upsample.ts";
+import type { ResnetArch, TransformerArch, UNetArch } from "./arch.ts";
+
+/** Inputs of one U-Net evaluation. */
+export interface UNetInputs {
+  /** Latents [B, in_channels, H, W]. */
+  sample: Tensor;
+  /** Timesteps [B] (or [1], broadcast), f32: schedulers can give fractional values. */
+  timesteps: Tensor;
+  /** Text conditioning [B, tokens, cross_attention_dim]. */
+  encoderHiddenStates: Tensor;
+}
+
+/** Options of one evaluation. */
+export interface UNetForwardOptions {
+  hooks?: Hooks;
+  /** Denoising step index, for step-selected hooks (default 0). */
+  step?: number;
+  /** Timestep value, for timestep-selected hooks (default: none matches a timestep filter). */
+  timestep?: number;
+  /** Whether the batch is a `[uncond, cond]` CFG pair (hooks can then select a half). Default: true for even B. */
+  cfg?: boolean;
+}
+
+type State = { step: number; timestep: number; cfg: boolean };
+
+/** The U-Net with its weights on the GPU. */
+export class UNet2DConditionModel {
+  /** Every hook point: module paths plus `<transformer>.delta`. */
+  readonly hookPoints: ReadonlySet<string>;
+
+  constructor(readonly ctx: GpuContext, readonly arch: UNetArch, readonly params: ReadonlyMap<string, Tensor>) {
+    this.hookPoints = unetHookPoints(arch);
+  }
+
+  /** Frees the weights. */
+  release(): void {
+    for (const t of this.params.values()) this.ctx.release(t);
+  }
+
+  /**
+   * Records one evaluation; returns the predicted noise [B, out_channels, H, W]. Intermediates are released
+   * after `rec` is submitted; the output and hook captures are the caller's.
+   */
+  forward(rec: Recorder, inputs: UNetInputs, opts: UNetForwardOptions = {}): Tensor {
+    const { sample, timesteps, encoderHiddenStates: ehs } = inputs;
+    const cfg = this.arch.config;
+    const [B, C, H, W] = sample.shape;
+    if (sample.shape.length !== 4 || C !== cfg.inChannels) {
+      throw new TypeError(`UNet: sample has shape ${fmtShape(sample.shape)}; expected [B, ${cfg.inChannels}, H, W]`);
+    }
+    const down = 2 ** (this.arch.down.length - 1);
+    if (H % down || W % down) {
+      throw new RangeError(`UNet: sample ${fmtShape(sample.shape)}: H and W must be multiples of ${down}`);
+    }
+    if (ehs.shape.length !== 3 || ehs.shape[0] !== B || ehs.shape[2] !== cfg.crossAttentionDim) {
+      throw new TypeError(
+        `UNet: encoder_hidden_states has shape ${
+          fmtShape(ehs.shape)
+        }; expected [${B}, tokens, ${cfg.crossAttentionDim}]`,
+      );
+    }
+    if (timesteps.shape.length !== 1 || (timesteps.shape[0] !== B && timesteps.shape[0] !== 1)) {
+      throw new TypeError(`UNet: timesteps has shape ${fmtShape(timesteps.shape)}; expected [${B}] or [1]`);
+    }
+    const hooks = (opts.hooks ?? new Hooks()).scope("unet", true);
+    hooks.validate(this.hookPoints, "U-Net");
+    const state: State = { step: opts.step ?? 0, timestep: opts.timestep ?? NaN, cfg: opts.cfg ?? B % 2 === 0 };
+    this.ctx.beginScope();
+    let out: Tensor | undefined;
+    try {
+      out = new Pass(this, rec, hooks, state).run(sample, timesteps, ehs);
+    } finally {
+      rec.releaseAfterSubmit(...this.ctx.endScope(out ? [out] : []));
+    }
+    return out;
+  }
+}
+
+/** Every hook point of a U-Net architecture. */
+export function unetHookPoints(arch: UNetArch): Set<string> {
+  const s = new Set<string>(["conv_in", "time_proj", "time_embedding", "conv_norm_out", "conv_act", "conv_out"]);
+  ["linear_1", "act", "linear_2"].forEach((n) => s.add(`time_embedding.${n}`));
+  const resnet = (r: ResnetArch) => {
+    s.add(r.path);
+    for (const n of ["norm1", "conv1", "time_emb_proj", "norm2", "dropout", "conv2"]) s.add(`${r.path}.${n}`);
+    if (r.inChannels !== r.outChannels) s.add(`${r.path}.conv_shortcut`);
+  };
+  const transformer = (t: TransformerArch) => {
+    for (const n of ["", ".delta", ".norm", ".proj_in", ".proj_out"]) s.add(t.path + n);
+    for (let l = 0; l < t.layers; l++) {
+      const b = `${t.path}.transformer_blocks.${l}`;
+      for (
+        const n of [
+          "",
+          ".norm1",
+          ".norm2",
+          ".norm3",
+          ".attn1",
+          ".attn2",
+          ".ff",
+          ".ff.net.0",
+          ".ff.net.0.proj",
+          ".ff.net.2",
+        ]
+      ) {
+        s.add(b + n);
+      }
+      for (const a of ["attn1", "attn2"]) for (const n of ["to_q", "to_k", "to_v", "to_out.0"]) s.add(`${b}.${a}.${n}`);
+    }
+  };
+  for (const b of arch.down) {
+    s.add(b.path);
+    b.resnets.forEach(resnet);
+    b.attentions.forEach(transformer);
+    if (b.downsample) s.add(b.downsample.path), s.add(`${b.downsample.path}.conv`);
+  }
+  s.add(arch.mid.path);
+  arch.mid.resnets.forEach(resnet);
+  arch.mid.attentions.forEach(transformer);
+  for (const b of arch.up) {
+    s.add(b.path);
+    b.resnets.forEach(resnet);
+    b.attentions.forEach(transformer);
+    if (b.upsample) s.add(b.upsample.path), s.add(`${b.upsample.path}.conv`);
+  }
+  return s;
+}
+
+/** One forward pass: the recorder, hooks and state shared by every module. */
+class Pass {
+  constructor(
+    readonly model: UNet2DConditionModel,
+    readonly rec: Recorder,
+    readonly hooks: ScopedHooks,
+    readonly state: State,
+  ) {}
+
+  p(name: string): Tensor {
+    const t = this.model.params.get(name);
+    if (!t) throw new Error(`UNet: parameter "${name}" is not loaded`);
+    return t;
+  }
+
+  /** Applies hooks to a module output. */
+  out(path: string, x: Tensor, layout: "nchw" | "bnc" = "nchw"): Tensor {
+    return this.hooks.active ? this.hooks.apply(this.rec, path, x, this.state, layout) : x;
+  }
+
+  linear(path: string, x: Tensor, bias = true, layout: "nchw" | "bnc" = "bnc"): Tensor {
+    const y = matmul(this.rec, x, this.p(`${path}.weight`), {
+      transB: true,
+      bias: bias ? this.p(`${path}.bias`) : undefined,
+    });
+    return this.out(path, y, layout);
+  }
+
+  conv(path: string, x: Tensor, stride: 1 | 2 = 1, padding = 1): Tensor {
+    const w = this.p(`${path}.weight`);
+    return this.out(path, conv2d(this.rec, x, w, { bias: this.p(`${path}.bias`), stride, padding }));
+  }
+
+  /** GroupNorm, optionally followed by SiLU (fused unless the norm's own output is hooked). */
+  groupNorm(path: string, x: Tensor, groups: number, eps: number, act: boolean, actPath?: string): Tensor {
+    const weight = this.p(`${path}.weight`), bias = this.p(`${path}.bias`);
+    if (!this.hooks.wants(path) && !(actPath && this.hooks.wants(actPath))) {
+      return groupNorm(this.rec, x, { weight, bias, groups, eps, silu: act });
+    }
+    const n = this.out(path, groupNorm(this.rec, x, { weight, bias, groups, eps }));
+    if (!act) return n;
+    const a = silu(this.rec, n);
+    return actPath ? this.out(actPath, a) : a;
+  }
+
+  run(sample: Tensor, timesteps: Tensor, ehs: Tensor): Tensor {
+    const { arch } = this.model;
+    const cfg = arch.config;
+    const rec = this.rec;
+    let x = sample;
+    if (cfg.centerInputSample) x = scale(rec, x, { alpha: 2, beta: -1 }); // 2·x − 1
+    // time embedding: sinusoidal projection, then linear → SiLU → linear
+    const B = sample.shape[0];
+    // diffusers broadcasts one timestep to the batch: t + zeros[B]
+    const t = timesteps.shape[0] === B ? timesteps : add(rec, timesteps, rec.ctx.tensor([B], "f32", "zeros"));
+    const tproj = this.out(
+      "time_proj",
+      timestepEmbedding(rec, t, cfg.blockOutChannels[0], {
+        flipSinToCos: cfg.flipSinToCos,
+        downscaleFreqShift: cfg.freqShift,
+      }),
+      "bnc",
+    );
+    let temb = this.linear("time_embedding.linear_1", tproj);
+    temb = this.out("time_embedding.act", silu(rec, temb), "bnc");
+    temb = this.linear("time_embedding.linear_2", temb);
+    temb = this.out("time_embedding", temb, "bnc");
+    const tembAct = silu(rec, temb); // every resnet's time_emb_proj sees SiLU(temb)
+
+    x = this.conv("conv_in", x);
+    const skips: Tensor[] = [x];
+    for (const b of arch.down) {
+      b.resnets.forEach((r, j) => {
+        x = this.resnet(r, x, tembAct);
+        if (b.attentions[j]) x = this.transformer(b.attentions[j], x, ehs);
+        skips.push(x);
+      });
+      if (b.downsample) {
+        const d = b.downsample;
+        const pad = d.padding === 0 ? [0, 1, 0, 1] : d.padding;
+        x = this.out(d.path, this.convPadded(`${d.path}.conv`, x, 2, pad));
+        skips.push(x);
+      }
+      x = this.out(b.path, x);
+    }
+    const mid = arch.mid;
+    x = this.resnet(mid.resnets[0], x, tembAct);
+    x = this.transformer(mid.attentions[0], x, ehs);
+    x = this.resnet(mid.resnets[1], x, tembAct);
+    x = this.out(mid.path, x);
+    for (const b of arch.up) {
+      b.resnets.forEach((r, j) => {
+        const skip = skips.pop()!;
+        x = concat(rec, [x, skip], { axis: 1 });
+        x = this.resnet(r, x, tembAct);
+        if (b.attentions[j]) x = this.transformer(b.attentions[j], x, ehs);
+      });
+      if (b.upsample) {
+        x = upsampleNearest(rec, x);
+        x = this.out(b.upsample.path, this.conv(`${b.upsample.path}.conv`, x));
+      }
+      x = this.out(b.path, x);
+    }
+    x = this.groupNorm("conv_norm_out", x, cfg.normNumGroups, cfg.normEps, true, "conv_act");
+    return this.conv("conv_out", x);
+  }
+
+  convPadded(path: string, x: Tensor, stride: 1 | 2, padding: number | number[]): Tensor {
+    const w = this.p(`${path}.weight`);
+    const pad = typeof padding === "number" ? padding : padding as [number, number, number, number];
+    return this.out(path, conv2d(this.rec, x, w, { bias: this.p(`${path}.bias`), stride, padding: pad }));
+  }
+
+  /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
+  resnet(r: ResnetArch, x: Tensor, tembAct: Tensor): Tensor {
+    const rec = this.rec, P = r.path;
+    let h = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
+    h = this.conv(`${P}.conv1`, h);
+    const t = this.linear(`${P}.time_emb_proj`, tembAct); // [B, out]
+    h = add(rec, h, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
+    h = this.groupNorm(`${P}.norm2`, h, r.groups, r.eps, true, `${P}.dropout`); // dropout: identity at inference
+    h = this.conv(`${P}.conv2`, h);
+    const sc = r.inChannels !== r.outChannels ? this.convPadded(`${P}.conv_shortcut`, x, 1, 0) : x;
+    const y = r.scale === 1 ? add(rec, sc, h) : binary(rec, "axpby", sc, h, { alpha: 1 / r.scale, beta: 1 / r.scale });
+    return this.out(P, y);
+  }
+
+  /** Transformer2DModel: GN → proj_in → blocks → proj_out, plus the input; `.delta` is the residual update. */
+  transformer(t: TransformerArch, x: Tensor, ehs: Tensor): Tensor {
+    const rec = this.rec, P = t.path;
+    const [B, C, H, W] = x.shape;
+    const inner = t.heads * t.headDim;
+    let h = this.out(
+      `${P}.norm`,
+      groupNorm(rec, x, {
+        weight: this.p(`${P}.norm.weight`),
+        bias: this.p(`${P}.norm.bias`),
+        groups: t.groups,
+        eps: 1e-6,
+      }),
+    );
+    if (t.linearProjection) {
+      h = permute(rec, reshape(h, [B, C, H * W]), [0, 2, 1]);
+      h = this.linear(`${P}.proj_in`, h);
+    } else {
+      h = this.convPadded(`${P}.proj_in`, h, 1, 0);
+      h = permute(rec, reshape(h, [B, inner, H * W]), [0, 2, 1]);
+    }
+    for (let l = 0; l < t.layers; l++) h = this.block(`${P}.transformer_blocks.${l}`, t, h, ehs);
+    if (t.linearProjection) {
+      h = this.linear(`${P}.proj_out`, h);
+      h = reshape(permute(rec, h, [0, 2, 1]), [B, C, H, W]);
+    } else {
+      h = permute(rec, h, [0, 2, 1]);
+      h = this.convPadded(`${P}.proj_out`, reshape(h, [B, inner, H, W]), 1, 0);
+    }
+    // h is the residual update Δ = output − input
+    const deltaPath = `${P}.delta`;
+    if (this.hooks.wants(deltaPath)) h = this.out(deltaPath, h);
+    return this.out(P, add(rec, h, x));
+  }
+
+  /** BasicTransformerBlock: self-attention, cross-attention and GEGLU feed-forward, each pre-norm and residual. */
+  block(P: string, t: TransformerArch, h: Tensor, ehs: Tensor): Tensor {
+    const rec = this.rec;
+    const ln = (name: string, x: Tensor) =>
+      this.out(
+        `${P}.${name}`,
+        layerNorm(rec, x, { weight: this.p(`${P}.${name}.weight`), bias: this.p(`${P}.${name}.bias`), eps: 1e-5 }),
+        "bnc",
+      );
+    let n = ln("norm1", h);
+    h = add(rec, this.attn(`${P}.attn1`, t, n, n), h);
+    n = ln("norm2", h);
+    h = add(rec, this.attn(`${P}.attn2`, t, n, ehs), h);
+    n = ln("norm3", h);
+    let f = this.linear(`${P}.ff.net.0.proj`, n);
+    f = this.out(`${P}.ff.net.0`, geglu(rec, f), "bnc");
+    f = this.linear(`${P}.ff.net.2`, f);
+    f = this.out(`${P}.ff`, f, "bnc");
+    return this.out(P, add(rec, f, h), "bnc");
+  }
+
+  /** diffusers `Attention`: to_q/to_k/to_v (no bias), scaled dot-product over heads, to_out.0. */
+  attn(P: string, t: TransformerArch, x: Tensor, context: Tensor): Tensor {
+    const q = this.linear(`${P}.to_q`, x, false);
+    const k = this.linear(`${P}.to_k`, context, false);
+    const v = this.linear(`${P}.to_v`, context, false);
+    const o = attention(this.rec, { q, k, v }, { heads: t.heads });
+    return this.out(P, this.linear(`${P}.to_out.0`, o), "bnc");
+  }
+}
