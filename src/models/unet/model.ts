@@ -163,6 +163,18 @@ class Pass {
     return t;
   }
 
+  /**
+   * Hands dead intermediates back to the recorder's pool, so later ops reuse their buffers (peak memory of a
+   * forward is then a few activations, not all of them). Never called on inputs, weights or skip tensors still
+   * needed; a hook that wants to keep an activation copies it (captures do).
+   */
+  free(...ts: Tensor[]): void {
+    for (const t of ts) if (!this.external.has(t.buffer)) this.rec.recycle(t);
+  }
+
+  /** Buffers the pass must not recycle: its inputs. */
+  readonly external = new Set<GPUBuffer>();
+
   /** Applies hooks to a module output. */
   out(path: string, x: Tensor, layout: "nchw" | "bnc" = "nchw"): Tensor {
     return this.hooks.active ? this.hooks.apply(this.rec, path, x, this.state, layout) : x;
@@ -197,6 +209,7 @@ class Pass {
     const { arch } = this.model;
     const cfg = arch.config;
     const rec = this.rec;
+    for (const t of [sample, timesteps, ehs]) this.external.add(t.buffer);
     let x = sample;
     if (cfg.centerInputSample) x = scale(rec, x, { alpha: 2, beta: -1 }); // 2·x − 1
     // time embedding: sinusoidal projection, then linear → SiLU → linear
@@ -211,18 +224,24 @@ class Pass {
       }),
       "bnc",
     );
-    let temb = this.linear("time_embedding.linear_1", tproj);
-    temb = this.out("time_embedding.act", silu(rec, temb), "bnc");
-    temb = this.linear("time_embedding.linear_2", temb);
-    temb = this.out("time_embedding", temb, "bnc");
+    const l1 = this.linear("time_embedding.linear_1", tproj);
+    const a1 = this.out("time_embedding.act", silu(rec, l1), "bnc");
+    const temb = this.out("time_embedding", this.linear("time_embedding.linear_2", a1), "bnc");
     const tembAct = silu(rec, temb); // every resnet's time_emb_proj sees SiLU(temb)
+    this.free(tproj, l1, a1, temb);
 
+    const x0 = x;
     x = this.conv("conv_in", x);
+    if (x0 !== sample) this.free(x0);
     const skips: Tensor[] = [x];
     for (const b of arch.down) {
       b.resnets.forEach((r, j) => {
-        x = this.resnet(r, x, tembAct);
-        if (b.attentions[j]) x = this.transformer(b.attentions[j], x, ehs);
+        x = this.resnet(r, x, tembAct); // its input is a skip: kept
+        if (b.attentions[j]) {
+          const y = this.transformer(b.attentions[j], x, ehs);
+          this.free(x);
+          x = y;
+        }
         skips.push(x);
       });
       if (b.downsample) {
@@ -234,25 +253,39 @@ class Pass {
       x = this.out(b.path, x);
     }
     const mid = arch.mid;
-    x = this.resnet(mid.resnets[0], x, tembAct);
-    x = this.transformer(mid.attentions[0], x, ehs);
-    x = this.resnet(mid.resnets[1], x, tembAct);
-    x = this.out(mid.path, x);
+    let m = this.resnet(mid.resnets[0], x, tembAct);
+    if (!skips.includes(x)) this.free(x);
+    x = this.transformer(mid.attentions[0], m, ehs);
+    this.free(m);
+    m = this.resnet(mid.resnets[1], x, tembAct);
+    this.free(x);
+    x = this.out(mid.path, m);
     for (const b of arch.up) {
       b.resnets.forEach((r, j) => {
         const skip = skips.pop()!;
-        x = concat(rec, [x, skip], { axis: 1 });
-        x = this.resnet(r, x, tembAct);
-        if (b.attentions[j]) x = this.transformer(b.attentions[j], x, ehs);
+        const cat = concat(rec, [x, skip], { axis: 1 });
+        this.free(x, skip);
+        x = this.resnet(r, cat, tembAct);
+        this.free(cat);
+        if (b.attentions[j]) {
+          const y = this.transformer(b.attentions[j], x, ehs);
+          this.free(x);
+          x = y;
+        }
       });
       if (b.upsample) {
-        x = upsampleNearest(rec, x);
-        x = this.out(b.upsample.path, this.conv(`${b.upsample.path}.conv`, x));
+        const u = upsampleNearest(rec, x);
+        this.free(x);
+        x = this.out(b.upsample.path, this.conv(`${b.upsample.path}.conv`, u));
+        this.free(u);
       }
       x = this.out(b.path, x);
     }
-    x = this.groupNorm("conv_norm_out", x, cfg.normNumGroups, cfg.normEps, true, "conv_act");
-    return this.conv("conv_out", x);
+    const n = this.groupNorm("conv_norm_out", x, cfg.normNumGroups, cfg.normEps, true, "conv_act");
+    this.free(x, tembAct);
+    const out = this.conv("conv_out", n);
+    this.free(n);
+    return out;
   }
 
   convPadded(path: string, x: Tensor, stride: 1 | 2, padding: number | number[]): Tensor {
@@ -264,14 +297,18 @@ class Pass {
   /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
   resnet(r: ResnetArch, x: Tensor, tembAct: Tensor): Tensor {
     const rec = this.rec, P = r.path;
-    let h = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
-    h = this.conv(`${P}.conv1`, h);
+    const n1 = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
+    const c1 = this.conv(`${P}.conv1`, n1);
     const t = this.linear(`${P}.time_emb_proj`, tembAct); // [B, out]
-    h = add(rec, h, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
-    h = this.groupNorm(`${P}.norm2`, h, r.groups, r.eps, true, `${P}.dropout`); // dropout: identity at inference
-    h = this.conv(`${P}.conv2`, h);
+    const h = add(rec, c1, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
+    this.free(n1, c1, t);
+    const n2 = this.groupNorm(`${P}.norm2`, h, r.groups, r.eps, true, `${P}.dropout`); // dropout: identity here
+    const c2 = this.conv(`${P}.conv2`, n2);
+    this.free(h, n2);
     const sc = r.inChannels !== r.outChannels ? this.convPadded(`${P}.conv_shortcut`, x, 1, 0) : x;
-    const y = r.scale === 1 ? add(rec, sc, h) : binary(rec, "axpby", sc, h, { alpha: 1 / r.scale, beta: 1 / r.scale });
+    const y = r.scale === 1 ? add(rec, sc, c2) : binary(rec, "axpby", sc, c2, { alpha: 1 / r.scale, beta: 1 / r.scale });
+    this.free(c2);
+    if (sc !== x) this.free(sc);
     return this.out(P, y);
   }
 
@@ -280,7 +317,7 @@ class Pass {
     const rec = this.rec, P = t.path;
     const [B, C, H, W] = x.shape;
     const inner = t.heads * t.headDim;
-    let h = this.out(
+    const n = this.out(
       `${P}.norm`,
       groupNorm(rec, x, {
         weight: this.p(`${P}.norm.weight`),
@@ -289,25 +326,32 @@ class Pass {
         eps: 1e-6,
       }),
     );
+    // each step's input is dead once the step has run
+    const step = (f: (a: Tensor) => Tensor) => (a: Tensor) => {
+      const b = f(a);
+      this.free(a);
+      return b;
+    };
+    let h: Tensor;
     if (t.linearProjection) {
-      h = permute(rec, reshape(h, [B, C, H * W]), [0, 2, 1]);
-      h = this.linear(`${P}.proj_in`, h);
+      h = step((a) => this.linear(`${P}.proj_in`, a))(permute(rec, reshape(n, [B, C, H * W]), [0, 2, 1]));
+      this.free(n);
     } else {
-      h = this.convPadded(`${P}.proj_in`, h, 1, 0);
-      h = permute(rec, reshape(h, [B, inner, H * W]), [0, 2, 1]);
+      h = step((a) => permute(rec, reshape(a, [B, inner, H * W]), [0, 2, 1]))(this.convPadded(`${P}.proj_in`, n, 1, 0));
+      this.free(n);
     }
-    for (let l = 0; l < t.layers; l++) h = this.block(`${P}.transformer_blocks.${l}`, t, h, ehs);
+    for (let l = 0; l < t.layers; l++) h = step((a) => this.block(`${P}.transformer_blocks.${l}`, t, a, ehs))(h);
     if (t.linearProjection) {
-      h = this.linear(`${P}.proj_out`, h);
-      h = reshape(permute(rec, h, [0, 2, 1]), [B, C, H, W]);
+      h = step((a) => reshape(permute(rec, a, [0, 2, 1]), [B, C, H, W]))(step((a) => this.linear(`${P}.proj_out`, a))(h));
     } else {
-      h = permute(rec, h, [0, 2, 1]);
-      h = this.convPadded(`${P}.proj_out`, reshape(h, [B, inner, H, W]), 1, 0);
+      h = step((a) => this.convPadded(`${P}.proj_out`, reshape(a, [B, inner, H, W]), 1, 0))(step((a) => permute(rec, a, [0, 2, 1]))(h));
     }
     // h is the residual update Δ = output − input
     const deltaPath = `${P}.delta`;
     if (this.hooks.wants(deltaPath)) h = this.out(deltaPath, h);
-    return this.out(P, add(rec, h, x));
+    const y = add(rec, h, x);
+    this.free(h);
+    return this.out(P, y);
   }
 
   /** BasicTransformerBlock: self-attention, cross-attention and GEGLU feed-forward, each pre-norm and residual. */
@@ -319,16 +363,28 @@ class Pass {
         layerNorm(rec, x, { weight: this.p(`${P}.${name}.weight`), bias: this.p(`${P}.${name}.bias`), eps: 1e-5 }),
         "bnc",
       );
-    let n = ln("norm1", h);
-    h = add(rec, this.attn(`${P}.attn1`, t, n, n), h);
-    n = ln("norm2", h);
-    h = add(rec, this.attn(`${P}.attn2`, t, n, ehs), h);
-    n = ln("norm3", h);
-    let f = this.linear(`${P}.ff.net.0.proj`, n);
-    f = this.out(`${P}.ff.net.0`, geglu(rec, f), "bnc");
-    f = this.linear(`${P}.ff.net.2`, f);
-    f = this.out(`${P}.ff`, f, "bnc");
-    return this.out(P, add(rec, f, h), "bnc");
+    // residual branch: y = x + sub(norm(x)); the norm output and the branch output die right after
+    const residual = (x: Tensor, sub: (n: Tensor) => Tensor, norm: string) => {
+      const n = ln(norm, x);
+      const d = sub(n);
+      this.free(n);
+      const y = add(rec, d, x);
+      this.free(d);
+      return y;
+    };
+    const h1 = residual(h, (n) => this.attn(`${P}.attn1`, t, n, n), "norm1");
+    const h2 = residual(h1, (n) => this.attn(`${P}.attn2`, t, n, ehs), "norm2");
+    this.free(h1);
+    const h3 = residual(h2, (n) => {
+      const p = this.linear(`${P}.ff.net.0.proj`, n);
+      const g = this.out(`${P}.ff.net.0`, geglu(rec, p), "bnc");
+      this.free(p);
+      const o = this.out(`${P}.ff`, this.linear(`${P}.ff.net.2`, g), "bnc");
+      this.free(g);
+      return o;
+    }, "norm3");
+    this.free(h2);
+    return this.out(P, h3, "bnc");
   }
 
   /** diffusers `Attention`: to_q/to_k/to_v (no bias), scaled dot-product over heads, to_out.0. */
@@ -337,6 +393,9 @@ class Pass {
     const k = this.linear(`${P}.to_k`, context, false);
     const v = this.linear(`${P}.to_v`, context, false);
     const o = attention(this.rec, { q, k, v }, { heads: t.heads });
-    return this.out(P, this.linear(`${P}.to_out.0`, o), "bnc");
+    this.free(q, k, v);
+    const y = this.out(P, this.linear(`${P}.to_out.0`, o), "bnc");
+    this.free(o);
+    return y;
   }
 }
