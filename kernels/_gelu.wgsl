@@ -1,10 +1,12 @@
-// _gelu.wgsl — erf, erfc and the exact GELU, for kernels that need them (WGSL has no erf). Not a kernel on its
-// own: the host appends this text to unary.wgsl and geglu.wgsl, so line numbers in their errors stay right.
+// _gelu.wgsl — erf, erfc, the exact GELU and its derivative, for kernels that need them (WGSL has no erf). Not a
+// kernel on its own: the host appends this text to unary.wgsl, geglu.wgsl and their _bwd.wgsl, so line numbers in
+// their errors stay right.
 //
 //   erf(z)  = (2/√π) Σₙ (−1)ⁿ z²ⁿ⁺¹ / (n!(2n+1))       |z| < 0.5: Taylor series to z¹⁵ (relative error < 1e-9)
 //   erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2)       z ≥ 0.5: Numerical Recipes' Chebyshev fit (`erfcc`),
 //                                                      fractional error < 1.2e-7 for every z ≥ 0
 //   gelu(x) = x·Φ(x) = ½x(1 + erf(x/√2))
+//   gelu'(x) = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π)
 //
 // Measured against a float64 erf: |error| < 2e-7 on the whole real line (the exp underflows to 0 past |z| ≈ 9.4,
 // where erf is ±1 in f32 anyway). GELU takes the erfc branch for x < 0 so that its tail, x·erfc(|x|/√2)/2, keeps
@@ -41,4 +43,22 @@ fn gelu_f32(x: f32) -> f32 {
   if (abs(z) < 0.5) { return 0.5 * x * (1.0 + erf_series(z)); }
   if (x > 0.0) { return x - 0.5 * x * erfc_pos(z); }
   return 0.5 * x * erfc_pos(-z);
+}
+
+// Φ(x), the standard normal CDF, by the same three branches as gelu_f32 (so it keeps its relative accuracy for
+// x < 0); gelu(x) = x·Φ(x).
+fn normal_cdf_f32(x: f32) -> f32 {
+  let z = x * FRAC_1_SQRT2;
+  if (abs(z) < 0.5) { return 0.5 + 0.5 * erf_series(z); }
+  if (x > 0.0) { return 1.0 - 0.5 * erfc_pos(z); }
+  return 0.5 * erfc_pos(-z);
+}
+
+// GELU's derivative given Φ(x) (backward kernels that also need gelu(x) = x·Φ(x) compute Φ once).
+fn gelu_grad_from_cdf(x: f32, cdf: f32) -> f32 {
+  return cdf + x * (0.3989422804014327 * exp(-0.5 * x * x));
+}
+
+fn gelu_grad_f32(x: f32) -> f32 {
+  return gelu_grad_from_cdf(x, normal_cdf_f32(x));
 }

@@ -25,7 +25,7 @@
 //      on real GPUs, and f16 tiles.)
 //
 // Head dims up to 4·MAX_D4 are supported for any value (not only multiples of 4): staged vectors are zero-padded.
-// Backward (FlashAttention-2, attention_bwd.wgsl, in attention_bwd.wgsl): recompute P_ij = exp(scale·q_i·k_j − lse_i) tile by
+// Backward (FlashAttention-2, in attention_bwd.wgsl): recompute P_ij = exp(scale·q_i·k_j − lse_i) tile by
 // tile from the saved lse, D_i = Σ_c dout_ic·out_ic, dS = P ∘ (dout·vᵀ − D); dv += Pᵀ·dout, dk += scale·dSᵀ·q,
 // dq += scale·dS·k, again without storing an N×N matrix (docs/attention.md).
 

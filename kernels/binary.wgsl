@@ -5,8 +5,8 @@
 //
 // Shapes are right-aligned and padded to 4 dims by the host; a broadcast dimension has stride 0, so one index
 // formula serves every case. v1 (this file): one invocation per output element, grid folded over x and y so
-// that more than 65535·256 elements dispatch. Backward: d/da and d/db are elementwise products followed by a sum
-// over the broadcast dimensions, done with reduce.wgsl by the autodiff layer.
+// that more than 65535·256 elements dispatch. Backward (binary_bwd.wgsl): d/da and d/db are elementwise products
+// followed by a sum over the broadcast dimensions.
 
 struct Params {
   n: u32,           // output elements

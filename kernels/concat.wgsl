@@ -11,7 +11,7 @@
 // v1 (this file): one invocation per element of the input; reads and writes are both contiguous runs of
 // size_k·inner words.
 //
-// Backward: dy is split the same way, d in_k[o, a, r] = dy[o, start_k + a, r] (the same index map, read the other
+// Backward (concat_bwd.wgsl): dy is split the same way, d in_k[o, a, r] = dy[o, start_k + a, r] (the same index map, read the other
 // way round).
 
 struct Params {

@@ -10,8 +10,8 @@
 // v1 (this file): one workgroup per token, its threads striding over the D columns; a workgroup whose id lies in
 // another shard returns at once.
 //
-// Backward: d table[ids[t], :] += dy[t, :] (a scatter-add: rows repeat, so it needs atomics or a sort by id).
-// No gradient flows to the ids.
+// Backward (embedding_bwd.wgsl): d table[ids[t], :] += dy[t, :], a scatter-add over repeating ids, made
+// deterministic without atomics by chaining each id's tokens. No gradient flows to the ids.
 
 struct Params {
   tokens: u32, // N

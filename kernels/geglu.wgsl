@@ -10,7 +10,7 @@
 //       end inside the vec4) and the last, partial vec4 is written component by component, never past element n.
 //   (A v3 could fuse this into the epilogue of the projection matmul.)
 //
-// Backward (dy: [..., F] → dx: [..., 2F]):  dh = dy · gelu(g);   dg = dy · h · (Φ(g) + g·φ(g)),
+// Backward (geglu_bwd.wgsl; dy: [..., F] → dx: [..., 2F]):  dh = dy · gelu(g);   dg = dy · h · (Φ(g) + g·φ(g)),
 // with φ(g) = e^(−g²/2)/√(2π), written to the two halves of dx (the same row layout as x).
 
 struct Params {

@@ -16,7 +16,8 @@
 //                     avoids bank conflicts), so reads and writes both coalesce; TILE×ROWS threads, TILE/ROWS
 //                     elements each. The host uses it when the simplified permutation swaps the last two dims.
 //
-// Backward: dx = permute(dy, inverse(perm)) — the same kernels.
+// Backward: dx = permute(dy, inverse(perm)) — the same kernels. ACCUM (f32 only, the backward's `dx +=`) adds the
+// moved values into `out` instead of overwriting it; the forward leaves it off, so its pipelines are unchanged.
 
 struct Params {
   n: u32,                          // output elements
@@ -32,10 +33,15 @@ override WG: u32 = 256u;
 override VEC: u32 = 1u;
 override TILE: u32 = 32u;
 override ROWS: u32 = 8u;
+override ACCUM: bool = false;
 
 @group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
+
+fn put(j: u32, v: u32) {
+  if (ACCUM) { out[j] = bitcast<u32>(bitcast<f32>(out[j]) + bitcast<f32>(v)); } else { out[j] = v; }
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -49,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     src += (rest % size) * p.stride[d / 4u][d % 4u];
     rest /= size;
   }
-  for (var v = 0u; v < VEC; v++) { out[i * VEC + v] = x[src + v]; }
+  for (var v = 0u; v < VEC; v++) { put(i * VEC + v, x[src + v]); }
 }
 
 var<workgroup> tile: array<u32, TILE * (TILE + 1u)>;
@@ -69,6 +75,6 @@ fn transpose2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   for (var j = lid.y; j < TILE; j += ROWS) {
     let c = c0 + j;
     let r = r0 + lid.x;
-    if (r < p.rows && c < p.cols) { out[base + c * p.rows + r] = tile[lid.x * (TILE + 1u) + j]; }
+    if (r < p.rows && c < p.cols) { put(base + c * p.rows + r, tile[lid.x * (TILE + 1u) + j]); }
   }
 }

@@ -18,7 +18,7 @@
 // `inplace` is the same loop over `out` alone: WebGPU forbids one buffer bound read-only and read-write in the same
 // dispatch, so an in-place update binds a placeholder to `x`.
 //
-// Backward (dy → dx; needs x):
+// Backward (unary_bwd.wgsl; dy → dx; needs x):
 //   scale       dx = a·dy
 //   silu        dx = dy·σ(x)·(1 + x·(1 − σ(x)))
 //   gelu        dx = dy·(Φ(x) + x·φ(x)),   φ(x) = e^(−x²/2)/√(2π)

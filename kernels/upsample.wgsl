@@ -10,7 +10,7 @@
 //       every SD size) the 4 lie in one output row and share its source row; otherwise each is located on its
 //       own and the last, partial vec4 is written component by component, never past element n.
 //
-// Backward: dx[b, c, y, x] = Σ_{i,j < s} dy[b, c, s·y + i, s·x + j]  (s×s sum pooling of dy).
+// Backward (upsample_bwd.wgsl): dx[b, c, y, x] = Σ_{i,j < s} dy[b, c, s·y + i, s·x + j]  (s×s sum pooling of dy).
 
 struct Params {
   n: u32,   // output elements

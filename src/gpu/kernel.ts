@@ -93,7 +93,8 @@ function identifiersReachedFrom(src: string, entry: string): Set<string> {
     const f = todo.pop()!;
     if (seen.has(f)) continue;
     seen.add(f);
-    for (const [id] of (bodies.get(f) ?? "").matchAll(/\b[A-Za-z_]\w*\b/g)) {
+    // not after a ".": `wid.x` names a member, not a binding called x
+    for (const [id] of (bodies.get(f) ?? "").matchAll(/(?<!\.\s*)\b[A-Za-z_]\w*\b/g)) {
       used.add(id);
       if (bodies.has(id) && !seen.has(id)) todo.push(id);
     }

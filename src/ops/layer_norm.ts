@@ -3,11 +3,16 @@
  * @module
  */
 import src from "../../kernels/layer_norm.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/kernel.ts";
+import bwdSrc from "../../kernels/layer_norm_bwd.wgsl" with { type: "text" };
+import { defineKernel, defineKernels } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
+import { requireDtype } from "./_alloc.ts";
+import { accumOverride, type AccumulateOptions, clearTensor, gradTensor } from "./_grad.ts";
+import { normParamGrads } from "./_norm_grad.ts";
 
 const kernel = defineKernel("layer_norm.wgsl", src);
+const bwdKernels = defineKernels("layer_norm_bwd.wgsl", bwdSrc, ["dx_rows", "col_partial"]);
 
 /** Options of {@linkcode layerNorm}. */
 export interface LayerNormOptions {
@@ -65,5 +70,108 @@ export function layerNorm(rec: Recorder, x: Tensor, opts: LayerNormOptions): Ten
     grid,
     overrides: { WG: workgroupFor(d) },
   });
+  return out;
+}
+
+/** Inputs of {@linkcode layerNormBackward}. */
+export interface LayerNormBackwardInputs {
+  /** The forward's input, [...rows, D]. */
+  x: Tensor;
+  /** dL/d(forward output), shaped like `x`. */
+  dout: Tensor;
+  /** The forward's per-row [mean, rstd], [...rows, 2] (its `stats` option). */
+  stats: Tensor;
+  /** The forward's scale, [D]. */
+  weight: Tensor;
+}
+
+/** Options of {@linkcode layerNormBackward}: the gradients to write. */
+export interface LayerNormBackwardOptions extends AccumulateOptions {
+  /** The forward's eps. Not needed (rstd in `stats` includes it); accepted so forward options can be passed on. */
+  eps?: number;
+  /** dL/dx, shaped like `x`; not computed when absent. */
+  dx?: Tensor;
+  /** dL/dweight, [D]; not computed when absent. */
+  dweight?: Tensor;
+  /** dL/dbias, [D]; not computed when absent. */
+  dbias?: Tensor;
+}
+
+/** The gradients {@linkcode layerNormBackward} wrote. */
+export interface LayerNormGradients {
+  dx?: Tensor;
+  dweight?: Tensor;
+  dbias?: Tensor;
+}
+
+/** col_partial's workgroup: 32 neighbouring columns × 8 lanes over rows, each lane adding 16 rows per chunk. */
+const COL = { TX: 32, TY: 8, PER: 16 };
+
+/**
+ * Gradients of {@linkcode layerNorm} from `dout` and the forward's saved `stats`: with `x̂ = (x − mean)·rstd`,
+ * `dx = rstd·(dout·w − mean(dout·w) − x̂·mean(dout·w·x̂))` (means over the row), `dweight = Σ_rows dout·x̂`,
+ * `dbias = Σ_rows dout`. Only the gradients given are computed; they accumulate unless `accumulate` is false.
+ *
+ * ```ts ignore
+ * const stats = ctx.tensor([2, 77, 2]);
+ * const h = layerNorm(rec, x, { weight, bias, stats }); // x [2, 77, 768]
+ * // … later, with dh = dL/dh:
+ * layerNormBackward(rec, { x, dout: dh, stats, weight }, { dx, dweight, dbias });
+ * ```
+ */
+export function layerNormBackward(
+  rec: Recorder,
+  inputs: LayerNormBackwardInputs,
+  opts: LayerNormBackwardOptions = {},
+): LayerNormGradients {
+  const what = "layerNorm backward";
+  const { x, dout, stats, weight } = inputs;
+  const { eps = 0 } = opts;
+  for (const t of [x, dout, stats, weight]) requireDtype(what, t);
+  if (x.shape.length < 1) throw new TypeError(`${what}: x ${fmtShape(x.shape)} has no last dimension`);
+  if (!(eps >= 0)) throw new RangeError(`${what}: eps must be ≥ 0, got ${eps}`);
+  const d = x.shape[x.shape.length - 1];
+  const rows = numel(x.shape.slice(0, -1));
+  const xs = `(x is ${fmtShape(x.shape)})`;
+  assertShape(`${what}: dout "${dout.label}" ${xs}`, dout.shape, x.shape);
+  assertShape(`${what}: stats "${stats.label}" ${xs}`, stats.shape, [...x.shape.slice(0, -1), 2]);
+  assertShape(`${what}: weight "${weight.label}" ${xs}`, weight.shape, [d]);
+  const reads = [x, dout, stats, weight];
+  const dx = gradTensor(what, "dx", opts.dx, x.shape, reads);
+  const dweight = gradTensor(what, "dweight", opts.dweight, [d], reads);
+  const dbias = gradTensor(what, "dbias", opts.dbias, [d], reads);
+  const out: LayerNormGradients = { ...(dx && { dx }), ...(dweight && { dweight }), ...(dbias && { dbias }) };
+  const accum = accumOverride(opts);
+  if (rows === 0 || d === 0) { // dx is empty; the parameter gradients are sums over no rows
+    if (!accum) { for (const t of [dweight, dbias]) if (t) clearTensor(rec, t); }
+    return out;
+  }
+  const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const tiles = Math.ceil(d / COL.TX);
+  const chunks = Math.ceil(rows / (COL.TY * COL.PER));
+  const base = { rows, d, chunks, per: COL.PER, tiles };
+  if (dx) {
+    const grid = grid1d(rows, maxDim);
+    rec.dispatch(bwdKernels.dx_rows, {
+      read: { x, dout, weight, stats },
+      write: { dx },
+      params: { ...base, work: rows, row: grid[0] },
+      grid,
+      overrides: { WG: workgroupFor(d), ACCUM: accum },
+    });
+  }
+  if (dweight || dbias) {
+    const partial = rec.alloc([chunks, 2, d], "f32", "layer_norm_bwd.partial");
+    const grid = grid1d(chunks * tiles, maxDim);
+    rec.dispatch(bwdKernels.col_partial, {
+      read: { x, dout, stats },
+      write: { partial },
+      params: { ...base, work: chunks * tiles, row: grid[0] },
+      grid,
+      overrides: { TX: COL.TX, TY: COL.TY },
+    });
+    normParamGrads(rec, partial, chunks, d, { dweight, dbias }, accum);
+    rec.recycle(partial);
+  }
   return out;
 }

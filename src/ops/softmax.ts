@@ -3,11 +3,15 @@
  * @module
  */
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
+import bwdSrc from "../../kernels/softmax_bwd.wgsl" with { type: "text" };
 import { defineKernel } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
+import { requireDtype } from "./_alloc.ts";
+import { accumOverride, type AccumulateOptions, gradTensor } from "./_grad.ts";
 
 const kernel = defineKernel("softmax.wgsl", src);
+const bwdKernel = defineKernel("softmax_bwd.wgsl", bwdSrc);
 const WG = 256;
 
 /** Options of {@linkcode softmax}. */
@@ -56,4 +60,59 @@ export function softmax(rec: Recorder, x: Tensor, opts: SoftmaxOptions = {}): Te
     overrides: { WG, TPR: tpr },
   });
   return out;
+}
+
+/** Inputs of {@linkcode softmaxBackward}. */
+export interface SoftmaxBackwardInputs {
+  /** The forward's output, [...rows, L]. */
+  y: Tensor;
+  /** dL/dy, shaped like `y`. */
+  dout: Tensor;
+}
+
+/** Options of {@linkcode softmaxBackward}. */
+export interface SoftmaxBackwardOptions extends AccumulateOptions {
+  /** The forward's logit scale. Default 1. */
+  scale?: number;
+  /** dL/dx, shaped like `y`; not computed when absent. */
+  dx?: Tensor;
+}
+
+/**
+ * Gradient of {@linkcode softmax} from its output `y` and `dout = dL/dy`:
+ * `dx = scale · y ⊙ (dout − Σ_j dout_j·y_j)` per row. Accumulates into `dx` unless `accumulate` is false.
+ *
+ * ```ts ignore
+ * const probs = softmax(rec, scores, { scale: 0.125 });
+ * // … later, with dProbs = dL/dprobs:
+ * softmaxBackward(rec, { y: probs, dout: dProbs }, { scale: 0.125, dx: dScores });
+ * ```
+ */
+export function softmaxBackward(
+  rec: Recorder,
+  inputs: SoftmaxBackwardInputs,
+  opts: SoftmaxBackwardOptions = {},
+): { dx?: Tensor } {
+  const what = "softmax backward";
+  const { y, dout } = inputs;
+  const { scale = 1 } = opts;
+  for (const t of [y, dout]) requireDtype(what, t);
+  if (y.shape.length < 1) throw new TypeError(`${what}: y ${fmtShape(y.shape)} has no last dimension`);
+  if (!Number.isFinite(scale)) throw new RangeError(`${what}: scale must be finite, got ${scale}`);
+  assertShape(`${what}: dout "${dout.label}" (y is ${fmtShape(y.shape)})`, dout.shape, y.shape);
+  const dx = gradTensor(what, "dx", opts.dx, y.shape, [y, dout]);
+  if (!dx) return {};
+  const len = y.shape[y.shape.length - 1];
+  const rows = numel(y.shape.slice(0, -1));
+  if (len === 0 || rows === 0) return { dx };
+  const tpr = threadsPerRow(len);
+  const grid = grid1d(Math.ceil(rows / (WG / tpr)), rec.ctx.limits.maxComputeWorkgroupsPerDimension);
+  rec.dispatch(bwdKernel, {
+    read: { y, dout },
+    write: { dx },
+    params: { rows, len, row: grid[0], scale },
+    grid,
+    overrides: { WG, TPR: tpr, ACCUM: accumOverride(opts) },
+  });
+  return { dx };
 }

@@ -40,6 +40,10 @@ export function timestepFrequencies(dim: number, shift = 1, maxPeriod = 10000): 
 /**
  * `timesteps: [B] f32 → [B, dim]` sinusoidal embedding, matching diffusers' `get_timestep_embedding` (dim ≤ 2049).
  *
+ * It has no backward: the embedding has no parameters and the U-Net is never differentiated w.r.t. its timesteps
+ * (gradients flow into `time_embedding.linear_1` and onwards, whose input this is). Should it ever be needed:
+ * `∂out[b, j]/∂t_b = scale·freq_j·cos(a_bj)` for a sin column and `−scale·freq_j·sin(a_bj)` for a cos column.
+ *
  * ```ts ignore
  * const emb = timestepEmbedding(rec, t, 320, { flipSinToCos: true, downscaleFreqShift: 0 }); // SD's time_proj
  * ```

@@ -1,16 +1,19 @@
 /**
- * Elementwise unary ops: scale (alpha·x + beta), SiLU, exact GELU, QuickGELU, clamp and erf.
+ * Elementwise unary ops: scale (alpha·x + beta), SiLU, exact GELU, QuickGELU, clamp and erf, and their gradients.
  * @module
  */
 import src from "../../kernels/unary.wgsl" with { type: "text" };
+import bwdSrc from "../../kernels/unary_bwd.wgsl" with { type: "text" };
 import geluLib from "../../kernels/_gelu.wgsl" with { type: "text" };
 import type { GpuContext } from "../gpu/context.ts";
-import { defineKernels } from "../gpu/kernel.ts";
+import { defineKernel, defineKernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { numel, type Tensor } from "../gpu/tensor.ts";
+import { assertShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { grid1dFor, outputTensor, requireDtype } from "./_alloc.ts";
+import { accumOverride, type AccumulateOptions, gradTensor } from "./_grad.ts";
 
 const kernels = defineKernels("unary.wgsl", `${src}\n${geluLib}`, ["main", "inplace"]);
+const bwdKernel = defineKernel("unary_bwd.wgsl", `${bwdSrc}\n${geluLib}`);
 const WG = 256;
 const OPS = { scale: 0, silu: 1, gelu: 2, quickGelu: 3, clamp: 4, erf: 5 } as const;
 
@@ -84,3 +87,59 @@ export const quickGelu = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "ou
 /** `min(max(x, lo), hi)`. */
 export const clamp = (rec: Recorder, x: Tensor, opts: Pick<UnaryOptions, "out" | "lo" | "hi"> = {}): Tensor =>
   unary(rec, "clamp", x, opts);
+
+/** Inputs of {@linkcode unaryBackward}. */
+export interface UnaryBackwardInputs {
+  /** dL/dout. */
+  dy: Tensor;
+  /** The forward's input, same shape as `dy` (not needed for `scale`). */
+  x?: Tensor;
+}
+
+/** Options of {@linkcode unaryBackward}: the gradient to write and the forward's constants. */
+export interface UnaryBackwardOptions extends AccumulateOptions, Pick<UnaryOptions, "alpha" | "lo" | "hi"> {
+  /** dL/dx, same shape as `dy`; nothing is computed when absent. Must not share a buffer with `dy` or `x`. */
+  dx?: Tensor;
+}
+
+/**
+ * `dx += dy · op'(x)` elementwise (`scale`: `alpha·dy`; `clamp`: `dy` where `lo ≤ x ≤ hi`, else 0). Returns what
+ * it wrote; `accumulate: false` overwrites `dx` instead.
+ *
+ * ```ts ignore
+ * unaryBackward(rec, "silu", { dy, x }, { dx }); // dx += dy·σ(x)(1 + x(1 − σ(x)))
+ * ```
+ */
+export function unaryBackward(
+  rec: Recorder,
+  op: UnaryOp,
+  inputs: UnaryBackwardInputs,
+  opts: UnaryBackwardOptions = {},
+): { dx?: Tensor } {
+  if (!(op in OPS)) throw new TypeError(`unaryBackward: unknown op "${op}" (ops: ${Object.keys(OPS).join(", ")})`);
+  const what = `${op} backward`;
+  const { dy } = inputs;
+  requireDtype(what, dy);
+  const x = inputs.x ?? (op === "scale" ? dy : undefined);
+  if (!x) throw new TypeError(`${what}: needs the forward input x`);
+  requireDtype(what, x);
+  assertShape(`${what}: x "${x.label}" against dy "${dy.label}"`, x.shape, dy.shape);
+  let [a, b] = [0, 0];
+  if (op === "scale") a = opts.alpha ?? 1;
+  if (op === "clamp") {
+    [a, b] = [opts.lo ?? -Infinity, opts.hi ?? Infinity];
+    if (!(a <= b)) throw new RangeError(`clamp backward: lower bound ${a} is above upper bound ${b}`);
+  }
+  const dx = gradTensor(what, "dx", opts.dx, dy.shape, [dy, x]);
+  if (!dx) return {};
+  const n = numel(dy.shape);
+  const grid = grid1dFor(rec, Math.ceil(n / 4), WG);
+  rec.dispatch(bwdKernel, {
+    read: { x, dy },
+    write: { dx },
+    params: { n, row: grid[0], a, b },
+    grid,
+    overrides: { OP: OPS[op], ACCUM: accumOverride(opts), WG },
+  });
+  return { dx };
+}

@@ -16,3 +16,21 @@ export function concatRef(xs: ArrayLike<number>[], shapes: number[][], axis: num
   }
   return [out, shape];
 }
+
+/** Gradient of concatRef: dy split along `axis`. dy: [..., Σ sizes, ...], returns dxs[k]: [..., sizes[k], ...]. */
+export function concatBackwardRef(
+  dy: ArrayLike<number>,
+  shape: number[],
+  sizes: number[],
+  axis: number,
+): Float64Array[] {
+  const outer = numel(shape.slice(0, axis)), inner = numel(shape.slice(axis + 1));
+  const dxs = sizes.map((s) => new Float64Array(outer * s * inner));
+  let i = 0;
+  for (let o = 0; o < outer; o++) {
+    for (const [k, s] of sizes.entries()) {
+      for (let j = 0; j < s * inner; j++) dxs[k][o * s * inner + j] = dy[i++];
+    }
+  }
+  return dxs;
+}

@@ -19,3 +19,13 @@ export function permuteRef(x: ArrayLike<number>, shape: number[], perm: number[]
   }
   return [out, outShape];
 }
+
+/**
+ * Gradient of permuteRef: dx = dy permuted by the inverse of `perm` (the forward's). dy: [shape[perm[k]]]_k for the
+ * forward input's `shape`; returns dx: shape.
+ */
+export function permuteBackwardRef(dy: ArrayLike<number>, shape: number[], perm: number[]): Float64Array {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((a, k) => (inv[a] = k));
+  return permuteRef(dy, perm.map((a) => shape[a]), inv)[0];
+}

@@ -51,3 +51,31 @@ export function unaryRef(
   }[op];
   return Float64Array.from(x, f);
 }
+
+/** φ(x), the standard normal density. */
+const normalPdf = (v: number) => Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI);
+
+/**
+ * Gradient of unaryRef: dx = dy · op'(x), in float64. x, dy: any shape (equal), returns dx: same shape.
+ * a, b: alpha for scale, lo/hi for clamp (gradient 1 on [lo, hi] including the bounds, as torch).
+ */
+export function unaryBackwardRef(
+  op: "scale" | "silu" | "gelu" | "quickGelu" | "clamp" | "erf",
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  a = 1,
+  b = 0,
+): Float64Array {
+  const slope: (v: number) => number = {
+    scale: () => a,
+    silu: (v: number) => sigmoid(v) * (1 + v * (1 - sigmoid(v))),
+    gelu: (v: number) => (v >= 0 ? 1 - 0.5 * erfc64(v / Math.SQRT2) : 0.5 * erfc64(-v / Math.SQRT2)) + v * normalPdf(v),
+    quickGelu: (v: number) => {
+      const s = sigmoid(1.702 * v);
+      return s + 1.702 * v * s * (1 - s);
+    },
+    clamp: (v: number) => (v >= a && v <= b ? 1 : 0),
+    erf: (v: number) => 2 / Math.sqrt(Math.PI) * Math.exp(-v * v),
+  }[op];
+  return Float64Array.from(x, (v, i) => dy[i] * slope(v));
+}
