@@ -116,7 +116,8 @@ export class Recorder {
   /** Fills a tensor with zeros. */
   zero(t: Tensor): void {
     this.#endPass();
-    this.#encoder.clearBuffer(t.buffer, t.offset, t.buffer.size - t.offset);
+    const bytes = Math.ceil((numel(t.shape) * DTYPE_BYTES[t.dtype]) / 4) * 4; // only the tensor: views share buffers
+    this.#encoder.clearBuffer(t.buffer, t.offset, Math.min(bytes, t.buffer.size - t.offset));
   }
 
   /**
