@@ -16,3 +16,4 @@ export * from "./src/selfcheck.ts";
 export * from "./src/safetensors/mod.ts";
 export * from "./src/text/tokenizer.ts";
 export * from "./src/schedulers/mod.ts";
+export * from "./src/models/clip/mod.ts";
