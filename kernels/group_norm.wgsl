@@ -15,10 +15,10 @@
 //   `apply`  one invocation per element: the affine, the optional SiLU.
 // All three entry points share one binding set (the host binds every buffer each time).
 //
-// Backward (later issue): `stats` holds exactly what it needs, mean and rstd per group. With x̂ = (x − mean)·rstd
-// and g = dL/dy (times silu'(pre-activation) first when SILU is fused, recomputed from x̂), per group
+// Backward (group_norm_bwd.wgsl): `stats` holds exactly what it needs, mean and rstd per group. With
+// x̂ = (x − mean)·rstd and g = dL/dy (times silu'(pre-activation) first when SILU is fused, recomputed from x̂),
 //   dx = rstd · (g·w − mean_group(g·w) − x̂ · mean_group(g·w · x̂)),   dw[c] = Σ_{b,s} g·x̂,   db[c] = Σ_{b,s} g,
-// i.e. two group reductions (the same chunk-then-merge shape as here) and one elementwise pass; docs/norms.md.
+// i.e. per-(b, c) sums over space (chunked), group means from those, and one elementwise pass; docs/norms.md.
 
 struct Params {
   n: u32,      // elements per group, (C / G) · S

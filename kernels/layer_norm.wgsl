@@ -8,9 +8,9 @@
 // in workgroup memory. Rows are short (CLIP 768, U-Net 320…1280), so the 2nd and 3rd sweeps hit the cache and there
 // are many rows (77·B for CLIP, 4096·B at 64×64), so one row per workgroup fills the device. The host picks WG from D.
 //
-// Backward (later issue): `stats` keeps mean and rstd per row. With x̂ = (x − mean)·rstd and g = dL/dy,
+// Backward (layer_norm_bwd.wgsl): `stats` keeps mean and rstd per row. With x̂ = (x − mean)·rstd and g = dL/dy,
 //   dx = rstd · (g·w − mean_d(g·w) − x̂ · mean_d(g·w·x̂)),   dweight = Σ_rows g·x̂,   dbias = Σ_rows g
-// (one workgroup per row for dx; the column sums through reduce.wgsl); see docs/norms.md.
+// (a few rows per workgroup for dx; the column sums in a chunked pass); see docs/norms.md.
 
 struct Params {
   rows: u32,

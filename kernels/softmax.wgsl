@@ -11,7 +11,7 @@
 // attention) leave most of a 256-wide workgroup idle. v3 (this file) TPR invocations per row and WG / TPR rows
 // per workgroup, TPR picked by the host from L (≈ 4 elements per invocation, 32…WG).
 //
-// Backward (later issue): from the saved output y and g = dL/dy, dx = scale · y ⊙ (g − Σ_j g_j y_j): one row
+// Backward (softmax_bwd.wgsl): from the saved output y and g = dL/dy, dx = scale · y ⊙ (g − Σ_j g_j y_j): one row
 // reduction and an elementwise pass, the same workgroup shape as here; see docs/norms.md.
 
 struct Params {

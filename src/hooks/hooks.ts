@@ -91,7 +91,14 @@ export class Capture {
 interface Entry {
   when: HookWhen;
   capture?: Capture;
+  /** Captures the gradient of the output during backward instead of the output. */
+  grad?: boolean;
   edit?: EditFn;
+}
+
+/** What a model passes so gradient captures can attach to its tape. */
+export interface GradSink {
+  onGrad(t: Tensor, fn: (rec: Recorder, g: Tensor) => void): void;
 }
 
 /** The set of hooks of one run. Paths may carry a `unet.` or `text_encoder.` prefix (see {@linkcode Hooks.scope}). */
@@ -112,6 +119,16 @@ export class Hooks {
   capture(path: string, when: HookWhen = {}): Capture {
     const c = new Capture(path, when);
     this.#add(path, { when, capture: c });
+    return c;
+  }
+
+  /**
+   * Captures the gradient of a loss with respect to the output of `path` (filled when backward runs on a tape
+   * that recorded the forward). Records are laid out like output captures.
+   */
+  captureGrad(path: string, when: HookWhen = {}): Capture {
+    const c = new Capture(path, when);
+    this.#add(path, { when, capture: c, grad: true });
     return c;
   }
 
@@ -226,7 +243,7 @@ export class ScopedHooks {
     rec: Recorder,
     path: string,
     x: Tensor,
-    state: { step: number; timestep: number; cfg: boolean },
+    state: { step: number; timestep: number; cfg: boolean; tape?: GradSink },
     layout: "nchw" | "bnc",
   ): Tensor {
     const list = this.#local.get(path);
@@ -242,11 +259,23 @@ export class ScopedHooks {
       else if (!state.cfg) continue;
       else batch = half === "uncond" ? [0, B / 2] : [B / 2, B];
       const site: HookSite = { path, step: state.step, timestep: state.timestep, batch, layout };
-      if (e.capture) {
+      if (e.capture && e.grad) {
+        const per = numel(x.shape) / B, n = batch[1] - batch[0], cap = e.capture;
+        state.tape?.onGrad(x, (r, g) => {
+          const t = r.ctx.persist(r.ctx.tensor([n, ...x.shape.slice(1)], "f32", `grad capture:${path}`));
+          r.copy({ ...g, offset: g.offset + batch[0] * per * 4 }, t, n * per * 4);
+          cap.records.push({ path, step: state.step, timestep: state.timestep, half, tensor: t });
+        });
+      } else if (e.capture) {
         const per = numel(x.shape) / B;
-        const t = rec.ctx.persist(rec.ctx.tensor([batch[1] - batch[0], ...x.shape.slice(1)], x.dtype, `capture:${path}`));
+        const t = rec.ctx.persist(
+          rec.ctx.tensor([batch[1] - batch[0], ...x.shape.slice(1)], x.dtype, `capture:${path}`),
+        );
         rec.copy({ ...x, offset: x.offset + batch[0] * per * 4 }, t, (batch[1] - batch[0]) * per * 4);
         e.capture.records.push({ path, step: state.step, timestep: state.timestep, half, tensor: t });
+      }
+      if (e.edit && state.tape) {
+        throw new Error(`hook on "${path}": edits are not differentiable; remove them before a gradient run`);
       }
       if (e.edit) {
         const r = e.edit(rec, x, site);

@@ -151,7 +151,9 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
 
 function checkGrid(grid: [number, number, number], maxDim: number, x: Tensor, w: Tensor): [number, number, number] {
   if (grid.some((g) => g > maxDim)) {
-    throw new RangeError(`conv2d: x ${fmtShape(x.shape)} with w ${fmtShape(w.shape)} needs grid [${grid}]; max ${maxDim}`);
+    throw new RangeError(
+      `conv2d: x ${fmtShape(x.shape)} with w ${fmtShape(w.shape)} needs grid [${grid}]; max ${maxDim}`,
+    );
   }
   return grid;
 }

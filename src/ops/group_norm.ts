@@ -121,8 +121,11 @@ export interface GroupNormBackwardOptions extends AccumulateOptions {
 
 /** The gradients {@linkcode groupNormBackward} wrote. */
 export interface GroupNormGradients {
+  /** The `dx` given, when it was. */
   dx?: Tensor;
+  /** The `dweight` given, when it was. */
   dweight?: Tensor;
+  /** The `dbias` given, when it was. */
   dbias?: Tensor;
 }
 
@@ -184,37 +187,37 @@ export function groupNormBackward(
   const chunks = Math.ceil(s / (ty * BWD_PER));
   const tiles = Math.ceil(rows / tx);
   const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
-  const base = { s, c, cpg: c / groups, groups, rows, chunks, per: BWD_PER, tiles, total };
+  const base = { s, c, cpg: c / groups, groups, rows, chunks, per: BWD_PER, tiles };
   const read = { x, dout, weight, stats, bias: bias ?? rec.ctx.placeholder };
   const SILU = silu ? 1 : 0;
 
   const partial = rec.alloc([b * chunks, 2, c], "f32", "group_norm_bwd.partial");
-  let grid = grid1d(chunks * tiles, maxDim);
+  // row_partial and dx_apply share one split into (TX rows × a chunk of S) per workgroup
+  const rowGrid = grid1d(chunks * tiles, maxDim);
+  const rowParams = { ...base, work: chunks * tiles, row: rowGrid[0] };
   rec.dispatch(bwdKernels.row_partial, {
     read,
     write: { partial },
-    params: { ...base, work: chunks * tiles, row: grid[0] },
-    grid,
+    params: rowParams,
+    grid: rowGrid,
     overrides: { TX: tx, TY: ty, SILU },
   });
   normParamGrads(rec, partial, b * chunks, c, { dweight, dbias }, accum);
   if (dx) {
     const gmean = rec.alloc([b * groups, 2], "f32", "group_norm_bwd.gmean");
-    grid = grid1d(b * groups, maxDim);
+    const grid = grid1d(b * groups, maxDim);
     rec.dispatch(bwdKernels.group_means, {
       read: { weight, partial_in: partial },
       write: { gmean },
       params: { ...base, work: b * groups, row: grid[0] },
       grid,
-      overrides: { WG: 64 },
     });
-    grid = grid1d(Math.ceil(total / WG), maxDim);
     rec.dispatch(bwdKernels.dx_apply, {
       read: { ...read, gmean_in: gmean },
       write: { dx },
-      params: { ...base, work: 0, row: grid[0] },
-      grid,
-      overrides: { WG, SILU, ACCUM: accum },
+      params: rowParams,
+      grid: rowGrid,
+      overrides: { TX: tx, TY: ty, SILU, ACCUM: accum },
     });
     rec.recycle(gmean);
   }

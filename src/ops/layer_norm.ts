@@ -99,8 +99,11 @@ export interface LayerNormBackwardOptions extends AccumulateOptions {
 
 /** The gradients {@linkcode layerNormBackward} wrote. */
 export interface LayerNormGradients {
+  /** The `dx` given, when it was. */
   dx?: Tensor;
+  /** The `dweight` given, when it was. */
   dweight?: Tensor;
+  /** The `dbias` given, when it was. */
   dbias?: Tensor;
 }
 
@@ -151,13 +154,15 @@ export function layerNormBackward(
   const chunks = Math.ceil(rows / (COL.TY * COL.PER));
   const base = { rows, d, chunks, per: COL.PER, tiles };
   if (dx) {
-    const grid = grid1d(rows, maxDim);
+    let tpr = 32; // about 16 elements per invocation, 32…256 invocations per row
+    while (tpr < 256 && tpr * 16 < d) tpr *= 2;
+    const grid = grid1d(Math.ceil(rows / (256 / tpr)), maxDim);
     rec.dispatch(bwdKernels.dx_rows, {
       read: { x, dout, weight, stats },
       write: { dx },
-      params: { ...base, work: rows, row: grid[0] },
+      params: { ...base, work: 0, row: grid[0] },
       grid,
-      overrides: { WG: workgroupFor(d), ACCUM: accum },
+      overrides: { WG: 256, TPR: tpr, ACCUM: accum },
     });
   }
   if (dweight || dbias) {

@@ -122,11 +122,12 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
     bshape = [1, 1, 1, 1];
   }
   const batches = numel(bshape);
-  const vec4ok = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0;
+  // The tiled kernel steps K four at a time on both operands (vec4 columns or 4-row groups), so K % 4 = 0 always.
+  const vec4ok = K % 4 === 0 && (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0;
   const choice = opts.kernel ?? "auto";
   if (choice === "tiled" && !vec4ok) {
     throw new RangeError(
-      `matmul: the tiled kernel needs ${transA ? "M" : "K"} and ${transB ? "K" : "N"} to be multiples of 4 ` +
+      `matmul: the tiled kernel needs K${transA ? ", M" : ""}${transB ? "" : ", N"} to be multiples of 4 ` +
         `(a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)})`,
     );
   }

@@ -8,18 +8,10 @@ import type { Recorder } from "../../gpu/recorder.ts";
 import { fmtShape, reshape, type Tensor } from "../../gpu/tensor.ts";
 import type { ScopedHooks } from "../../hooks/hooks.ts";
 import { Hooks } from "../../hooks/hooks.ts";
-import { add, binary } from "../../ops/binary.ts";
-import { attention } from "../../ops/attention.ts";
-import { concat } from "../../ops/concat.ts";
-import { conv2d } from "../../ops/conv2d.ts";
-import { geglu } from "../../ops/geglu.ts";
-import { groupNorm } from "../../ops/group_norm.ts";
-import { layerNorm } from "../../ops/layer_norm.ts";
-import { matmul } from "../../ops/matmul.ts";
-import { permute } from "../../ops/permute.ts";
+import { add } from "../../ops/binary.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
-import { scale, silu } from "../../ops/unary.ts";
-import { upsampleNearest } from "../../ops/upsample.ts";
+import { DiffOps } from "../../autodiff/ops.ts";
+import type { Tape } from "../../autodiff/tape.ts";
 import type { ResnetArch, TransformerArch, UNetArch } from "./arch.ts";
 
 /** Inputs of one U-Net evaluation. */
@@ -41,9 +33,14 @@ export interface UNetForwardOptions {
   timestep?: number;
   /** Whether the batch is a `[uncond, cond]` CFG pair (hooks can then select a half). Default: true for even B. */
   cfg?: boolean;
+  /**
+   * Record the forward on this tape for a backward pass (parameters and inputs to differentiate are the ones
+   * watched on it). Activations the backward needs are then kept (the tape frees them as backward passes them).
+   */
+  tape?: Tape;
 }
 
-type State = { step: number; timestep: number; cfg: boolean };
+type State = { step: number; timestep: number; cfg: boolean; tape?: Tape };
 
 /** The U-Net with its weights on the GPU. */
 export class UNet2DConditionModel {
@@ -86,13 +83,17 @@ export class UNet2DConditionModel {
     }
     const hooks = (opts.hooks ?? new Hooks()).scope("unet", true);
     hooks.validate(this.hookPoints, "U-Net");
-    const state: State = { step: opts.step ?? 0, timestep: opts.timestep ?? NaN, cfg: opts.cfg ?? B % 2 === 0 };
+    const tape = opts.tape;
+    const state: State = { step: opts.step ?? 0, timestep: opts.timestep ?? NaN, cfg: opts.cfg ?? B % 2 === 0, tape };
     this.ctx.beginScope();
     let out: Tensor | undefined;
     try {
-      out = new Pass(this, rec, hooks, state).run(sample, timesteps, ehs);
+      out = new Pass(this, new DiffOps(rec, tape), hooks, state).run(sample, timesteps, ehs);
     } finally {
-      rec.releaseAfterSubmit(...this.ctx.endScope(out ? [out] : []));
+      const temps = this.ctx.endScope(out ? [out] : []);
+      const saved = new Set(tape?.saved().map((t) => t.buffer));
+      rec.releaseAfterSubmit(...temps.filter((t) => !saved.has(t.buffer)));
+      tape?.own(temps.filter((t) => saved.has(t.buffer)));
     }
     return out;
   }
@@ -150,12 +151,15 @@ export function unetHookPoints(arch: UNetArch): Set<string> {
 
 /** One forward pass: the recorder, hooks and state shared by every module. */
 class Pass {
+  readonly rec: Recorder;
   constructor(
     readonly model: UNet2DConditionModel,
-    readonly rec: Recorder,
+    readonly f: DiffOps,
     readonly hooks: ScopedHooks,
     readonly state: State,
-  ) {}
+  ) {
+    this.rec = f.rec;
+  }
 
   p(name: string): Tensor {
     const t = this.model.params.get(name);
@@ -169,6 +173,7 @@ class Pass {
    * needed; a hook that wants to keep an activation copies it (captures do).
    */
   free(...ts: Tensor[]): void {
+    if (this.f.recording) return; // backward may need them; the tape frees them
     for (const t of ts) if (!this.external.has(t.buffer)) this.rec.recycle(t);
   }
 
@@ -181,27 +186,24 @@ class Pass {
   }
 
   linear(path: string, x: Tensor, bias = true, layout: "nchw" | "bnc" = "bnc"): Tensor {
-    const y = matmul(this.rec, x, this.p(`${path}.weight`), {
-      transB: true,
-      bias: bias ? this.p(`${path}.bias`) : undefined,
-    });
+    const y = this.f.linear(x, this.p(`${path}.weight`), bias ? this.p(`${path}.bias`) : undefined);
     return this.out(path, y, layout);
   }
 
   conv(path: string, x: Tensor, stride: 1 | 2 = 1, padding = 1): Tensor {
     const w = this.p(`${path}.weight`);
-    return this.out(path, conv2d(this.rec, x, w, { bias: this.p(`${path}.bias`), stride, padding }));
+    return this.out(path, this.f.conv2d(x, w, { bias: this.p(`${path}.bias`), stride, padding }));
   }
 
   /** GroupNorm, optionally followed by SiLU (fused unless the norm's own output is hooked). */
   groupNorm(path: string, x: Tensor, groups: number, eps: number, act: boolean, actPath?: string): Tensor {
     const weight = this.p(`${path}.weight`), bias = this.p(`${path}.bias`);
     if (!this.hooks.wants(path) && !(actPath && this.hooks.wants(actPath))) {
-      return groupNorm(this.rec, x, { weight, bias, groups, eps, silu: act });
+      return this.f.groupNorm(x, { weight, bias, groups, eps, silu: act });
     }
-    const n = this.out(path, groupNorm(this.rec, x, { weight, bias, groups, eps }));
+    const n = this.out(path, this.f.groupNorm(x, { weight, bias, groups, eps }));
     if (!act) return n;
-    const a = silu(this.rec, n);
+    const a = this.f.silu(n);
     return actPath ? this.out(actPath, a) : a;
   }
 
@@ -211,7 +213,7 @@ class Pass {
     const rec = this.rec;
     for (const t of [sample, timesteps, ehs]) this.external.add(t.buffer);
     let x = sample;
-    if (cfg.centerInputSample) x = scale(rec, x, { alpha: 2, beta: -1 }); // 2·x − 1
+    if (cfg.centerInputSample) x = this.f.scale(x, 2, -1); // 2·x − 1
     // time embedding: sinusoidal projection, then linear → SiLU → linear
     const B = sample.shape[0];
     // diffusers broadcasts one timestep to the batch: t + zeros[B]
@@ -225,9 +227,9 @@ class Pass {
       "bnc",
     );
     const l1 = this.linear("time_embedding.linear_1", tproj);
-    const a1 = this.out("time_embedding.act", silu(rec, l1), "bnc");
+    const a1 = this.out("time_embedding.act", this.f.silu(l1), "bnc");
     const temb = this.out("time_embedding", this.linear("time_embedding.linear_2", a1), "bnc");
-    const tembAct = silu(rec, temb); // every resnet's time_emb_proj sees SiLU(temb)
+    const tembAct = this.f.silu(temb); // every resnet's time_emb_proj sees SiLU(temb)
     this.free(tproj, l1, a1, temb);
 
     const x0 = x;
@@ -263,7 +265,7 @@ class Pass {
     for (const b of arch.up) {
       b.resnets.forEach((r, j) => {
         const skip = skips.pop()!;
-        const cat = concat(rec, [x, skip], { axis: 1 });
+        const cat = this.f.concat([x, skip], 1);
         this.free(x, skip);
         x = this.resnet(r, cat, tembAct);
         this.free(cat);
@@ -274,7 +276,7 @@ class Pass {
         }
       });
       if (b.upsample) {
-        const u = upsampleNearest(rec, x);
+        const u = this.f.upsample2x(x);
         this.free(x);
         x = this.out(b.upsample.path, this.conv(`${b.upsample.path}.conv`, u));
         this.free(u);
@@ -291,7 +293,7 @@ class Pass {
   convPadded(path: string, x: Tensor, stride: 1 | 2, padding: number | number[]): Tensor {
     const w = this.p(`${path}.weight`);
     const pad = typeof padding === "number" ? padding : padding as [number, number, number, number];
-    return this.out(path, conv2d(this.rec, x, w, { bias: this.p(`${path}.bias`), stride, padding: pad }));
+    return this.out(path, this.f.conv2d(x, w, { bias: this.p(`${path}.bias`), stride, padding: pad }));
   }
 
   /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
@@ -300,13 +302,15 @@ class Pass {
     const n1 = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
     const c1 = this.conv(`${P}.conv1`, n1);
     const t = this.linear(`${P}.time_emb_proj`, tembAct); // [B, out]
-    const h = add(rec, c1, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
+    const h = this.f.add(c1, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
     this.free(n1, c1, t);
     const n2 = this.groupNorm(`${P}.norm2`, h, r.groups, r.eps, true, `${P}.dropout`); // dropout: identity here
     const c2 = this.conv(`${P}.conv2`, n2);
     this.free(h, n2);
     const sc = r.inChannels !== r.outChannels ? this.convPadded(`${P}.conv_shortcut`, x, 1, 0) : x;
-    const y = r.scale === 1 ? add(rec, sc, c2) : binary(rec, "axpby", sc, c2, { alpha: 1 / r.scale, beta: 1 / r.scale });
+    const sum = this.f.add(sc, c2);
+    const y = r.scale === 1 ? sum : this.f.scale(sum, 1 / r.scale);
+    if (y !== sum) this.free(sum);
     this.free(c2);
     if (sc !== x) this.free(sc);
     return this.out(P, y);
@@ -319,7 +323,7 @@ class Pass {
     const inner = t.heads * t.headDim;
     const n = this.out(
       `${P}.norm`,
-      groupNorm(rec, x, {
+      this.f.groupNorm(x, {
         weight: this.p(`${P}.norm.weight`),
         bias: this.p(`${P}.norm.bias`),
         groups: t.groups,
@@ -334,22 +338,28 @@ class Pass {
     };
     let h: Tensor;
     if (t.linearProjection) {
-      h = step((a) => this.linear(`${P}.proj_in`, a))(permute(rec, reshape(n, [B, C, H * W]), [0, 2, 1]));
+      h = step((a) => this.linear(`${P}.proj_in`, a))(this.f.permute(reshape(n, [B, C, H * W]), [0, 2, 1]));
       this.free(n);
     } else {
-      h = step((a) => permute(rec, reshape(a, [B, inner, H * W]), [0, 2, 1]))(this.convPadded(`${P}.proj_in`, n, 1, 0));
+      h = step((a) => this.f.permute(reshape(a, [B, inner, H * W]), [0, 2, 1]))(
+        this.convPadded(`${P}.proj_in`, n, 1, 0),
+      );
       this.free(n);
     }
     for (let l = 0; l < t.layers; l++) h = step((a) => this.block(`${P}.transformer_blocks.${l}`, t, a, ehs))(h);
     if (t.linearProjection) {
-      h = step((a) => reshape(permute(rec, a, [0, 2, 1]), [B, C, H, W]))(step((a) => this.linear(`${P}.proj_out`, a))(h));
+      h = step((a) => reshape(this.f.permute(a, [0, 2, 1]), [B, C, H, W]))(
+        step((a) => this.linear(`${P}.proj_out`, a))(h),
+      );
     } else {
-      h = step((a) => this.convPadded(`${P}.proj_out`, reshape(a, [B, inner, H, W]), 1, 0))(step((a) => permute(rec, a, [0, 2, 1]))(h));
+      h = step((a) => this.convPadded(`${P}.proj_out`, reshape(a, [B, inner, H, W]), 1, 0))(
+        step((a) => this.f.permute(a, [0, 2, 1]))(h),
+      );
     }
     // h is the residual update Δ = output − input
     const deltaPath = `${P}.delta`;
     if (this.hooks.wants(deltaPath)) h = this.out(deltaPath, h);
-    const y = add(rec, h, x);
+    const y = this.f.add(h, x);
     this.free(h);
     return this.out(P, y);
   }
@@ -360,7 +370,7 @@ class Pass {
     const ln = (name: string, x: Tensor) =>
       this.out(
         `${P}.${name}`,
-        layerNorm(rec, x, { weight: this.p(`${P}.${name}.weight`), bias: this.p(`${P}.${name}.bias`), eps: 1e-5 }),
+        this.f.layerNorm(x, { weight: this.p(`${P}.${name}.weight`), bias: this.p(`${P}.${name}.bias`), eps: 1e-5 }),
         "bnc",
       );
     // residual branch: y = x + sub(norm(x)); the norm output and the branch output die right after
@@ -368,7 +378,7 @@ class Pass {
       const n = ln(norm, x);
       const d = sub(n);
       this.free(n);
-      const y = add(rec, d, x);
+      const y = this.f.add(d, x);
       this.free(d);
       return y;
     };
@@ -377,7 +387,7 @@ class Pass {
     this.free(h1);
     const h3 = residual(h2, (n) => {
       const p = this.linear(`${P}.ff.net.0.proj`, n);
-      const g = this.out(`${P}.ff.net.0`, geglu(rec, p), "bnc");
+      const g = this.out(`${P}.ff.net.0`, this.f.geglu(p), "bnc");
       this.free(p);
       const o = this.out(`${P}.ff`, this.linear(`${P}.ff.net.2`, g), "bnc");
       this.free(g);
@@ -392,7 +402,7 @@ class Pass {
     const q = this.linear(`${P}.to_q`, x, false);
     const k = this.linear(`${P}.to_k`, context, false);
     const v = this.linear(`${P}.to_v`, context, false);
-    const o = attention(this.rec, { q, k, v }, { heads: t.heads });
+    const o = this.f.attention(q, k, v, { heads: t.heads });
     this.free(q, k, v);
     const y = this.out(P, this.linear(`${P}.to_out.0`, o), "bnc");
     this.free(o);
