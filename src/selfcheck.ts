@@ -6,9 +6,11 @@
 import type { GpuContext } from "./gpu/context.ts";
 import { attention } from "./ops/attention.ts";
 import { binary } from "./ops/binary.ts";
+import { conv2d } from "./ops/conv2d.ts";
 import { matmul } from "./ops/matmul.ts";
 import { attentionRef } from "./ref/attention.ts";
 import { binaryRef } from "./ref/binary.ts";
+import { conv2dRef } from "./ref/conv2d.ts";
 import { matmulRef } from "./ref/matmul.ts";
 import { relL2 } from "./ref/compare.ts";
 import { randn } from "./ref/random.ts";
@@ -32,7 +34,10 @@ interface Case {
 async function runOp(
   ctx: GpuContext,
   inputs: [Float32Array, number[]][],
-  op: (rec: ReturnType<GpuContext["recorder"]>, ts: ReturnType<GpuContext["upload"]>[]) => ReturnType<GpuContext["upload"]>,
+  op: (
+    rec: ReturnType<GpuContext["recorder"]>,
+    ts: ReturnType<GpuContext["upload"]>[],
+  ) => ReturnType<GpuContext["upload"]>,
 ): Promise<Float32Array> {
   const ts = inputs.map(([d, s]) => ctx.upload(d, s));
   const rec = ctx.recorder("selfcheck");
@@ -67,12 +72,35 @@ const CASES: Record<string, Case[]> = {
           const aShape = transA ? [B, K, M] : [B, M, K], bShape = transB ? [N, K] : [K, N];
           const a = randn(B * M * K, 3), b = randn(K * N, 4, 0.2), bias = randn(N, 5);
           const opts = { transA, transB, act: "gelu" as const };
-          const got = await runOp(ctx, [[a, aShape], [b, bShape], [bias, [N]]], (rec, [ta, tb, tbias]) =>
-            matmul(rec, ta, tb, { ...opts, bias: tbias }));
+          const got = await runOp(
+            ctx,
+            [[a, aShape], [b, bShape], [bias, [N]]],
+            (rec, [ta, tb, tbias]) => matmul(rec, ta, tb, { ...opts, bias: tbias }),
+          );
           return [got, matmulRef(a, aShape, b, bShape, { ...opts, bias }).out];
         },
       }),
     ),
+  ],
+  conv2d: [
+    ...([
+      [2, 5, 7, 9, 13, 3, 1, 1],
+      [1, 6, 4, 11, 8, 3, 2, [0, 1, 0, 1]],
+      [2, 12, 16, 7, 7, 1, 1, 0],
+    ] as const).map(([B, Cin, Cout, H, W, k, stride, padding]) => ({
+      name: `[${B},${Cin},${H},${W}] ${k}×${k}→${Cout} stride ${stride} pad ${JSON.stringify(padding)}`,
+      tolerance: 1e-5,
+      async run(ctx: GpuContext): Promise<[ArrayLike<number>, ArrayLike<number>]> {
+        const x = randn(B * Cin * H * W, 9), w = randn(Cout * Cin * k * k, 10, 0.3), bias = randn(Cout, 11);
+        const pad = (typeof padding === "number" ? padding : [...padding]) as number | [number, number, number, number];
+        const got = await runOp(
+          ctx,
+          [[x, [B, Cin, H, W]], [w, [Cout, Cin, k, k]], [bias, [Cout]]],
+          (rec, [tx, tw, tb]) => conv2d(rec, tx, tw, { bias: tb, stride, padding: pad }),
+        );
+        return [got, conv2dRef(x, [B, Cin, H, W], w, [Cout, Cin, k, k], { bias, stride, padding: pad }).out];
+      },
+    })),
   ],
   attention: [
     ...([[2, 77, 13, 3, 40, false], [1, 100, 100, 2, 16, false], [2, 77, 77, 2, 64, true]] as const).map(
