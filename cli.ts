@@ -9,6 +9,8 @@ import { parseArgs } from "parse-args";
 import { createContext, NoAdapterError } from "./src/gpu/context.ts";
 import { deviceInfo } from "./src/info.ts";
 import { forwardCommand } from "./src/cli/forward.ts";
+import { generateCommand } from "./src/cli/generate.ts";
+import { SCHEDULER_NAMES } from "./src/pipeline/stable_diffusion.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -21,6 +23,11 @@ commands:
             --model DIR --inputs IN.safetensors --out OUT.safetensors [--capture PATH ...] [--variant fp16]
             IN holds sample [B,C,H,W], timesteps [B] (int or float) and encoder_hidden_states [B,T,D]
             (or the same under input/); OUT gets sample and act/<PATH> for each capture
+  generate  text-to-image
+            --model DIR_OR_REPO --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5]
+            [--scheduler pndm|ddim|euler|dpm++2m] [--seed 0] [--batch 1] [--latents FILE[:TENSOR]]
+            [--save-steps FILE.safetensors] [--out out.png] [--variant fp16] [--offline]
+            DIR_OR_REPO is a diffusers folder or a Hugging Face repo id (looked up in the HF cache first)
 `;
 
 async function info(args: string[]): Promise<number> {
@@ -83,9 +90,69 @@ async function forward(args: string[]): Promise<number> {
   return 0;
 }
 
+async function generate(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string" },
+      prompt: { type: "string" },
+      negative: { type: "string", default: "" },
+      steps: { type: "string", default: "50" },
+      guidance: { type: "string", default: "7.5" },
+      scheduler: { type: "string" },
+      seed: { type: "string", default: "0" },
+      batch: { type: "string", default: "1" },
+      latents: { type: "string" },
+      "save-steps": { type: "string" },
+      out: { type: "string", default: "out.png" },
+      variant: { type: "string" },
+      offline: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (!values.model) throw new UsageError("--model is required");
+  if (values.prompt === undefined) throw new UsageError("--prompt is required");
+  const int = (k: "steps" | "seed" | "batch", min: number) => {
+    const v = Number(values[k]);
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
+    return v;
+  };
+  const guidance = Number(values.guidance);
+  if (!Number.isFinite(guidance)) throw new UsageError(`--guidance must be a number, got "${values.guidance}"`);
+  const scheduler = values.scheduler as keyof typeof SCHEDULER_NAMES | undefined;
+  if (scheduler && !(scheduler in SCHEDULER_NAMES)) {
+    throw new UsageError(`--scheduler must be one of ${Object.keys(SCHEDULER_NAMES).join(", ")}, got "${scheduler}"`);
+  }
+  const ctx = await createContext();
+  try {
+    console.log(
+      await generateCommand(ctx, {
+        model: values.model,
+        prompt: values.prompt,
+        negative: values.negative,
+        steps: int("steps", 1),
+        guidance,
+        scheduler,
+        seed: int("seed", 0),
+        batch: int("batch", 1),
+        latents: values.latents,
+        saveSteps: values["save-steps"],
+        out: values.out!,
+        variant: values.variant,
+        offline: values.offline,
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
+
 class UsageError extends Error {}
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { info, forward };
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { info, forward, generate };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -1,0 +1,127 @@
+/**
+ * `diffscope generate`: text-to-image from a diffusers folder or a Hugging Face repo id, with a progress bar,
+ * optional initial latents from a safetensors file, per-step latents, and PNG output. Deno edge code.
+ * @module
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import type { Hooks } from "../hooks/hooks.ts";
+import { resolveModel } from "../io/hub.ts";
+import { writePng } from "../io/png.ts";
+import { type ProgressBar, progressBar } from "../io/progress.ts";
+import { openSafetensorsFile, writeSafetensorsFile } from "../io/safetensors_file.ts";
+import { loadPipeline, SCHEDULER_NAMES, type StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
+import type { TensorToWrite } from "../safetensors/writer.ts";
+
+/** Arguments of {@linkcode generateCommand}. */
+export interface GenerateArgs {
+  model: string;
+  prompt: string;
+  negative?: string;
+  steps: number;
+  guidance: number;
+  scheduler?: keyof typeof SCHEDULER_NAMES;
+  seed: number;
+  batch: number;
+  /** `FILE` or `FILE:TENSOR` (the file's only tensor when no name is given). */
+  latents?: string;
+  saveSteps?: string;
+  out: string;
+  variant?: string;
+  offline?: boolean;
+  quiet?: boolean;
+  hooks?: Hooks;
+}
+
+/** Reads `FILE[:TENSOR]`. */
+export async function readLatentsArg(spec: string): Promise<{ data: Float32Array; shape: readonly number[] }> {
+  // tensor names may contain '/' (input/latents) and paths may contain ':': a whole existing path wins
+  let file = spec, name: string | undefined;
+  const cut = spec.lastIndexOf(":");
+  if (cut > 0 && !(await Deno.stat(spec).then(() => true, () => false))) {
+    file = spec.slice(0, cut);
+    name = spec.slice(cut + 1);
+  }
+  await using st = await openSafetensorsFile(file);
+  if (!name) {
+    if (st.names.length !== 1) {
+      throw new Error(`${file} holds ${st.names.length} tensors (${st.names.join(", ")}); name one as FILE:TENSOR`);
+    }
+    name = st.names[0];
+  }
+  if (!st.has(name)) throw new Error(`${file} has no tensor "${name}" (it has ${st.names.join(", ")})`);
+  return { data: await st.readF32(name), shape: st.info(name).shape };
+}
+
+/** Output paths: `out.png` for one image, `out-<i>.png` for a batch. */
+function outPaths(out: string, n: number): string[] {
+  if (n === 1) return [out];
+  const dot = out.toLowerCase().endsWith(".png") ? out.length - 4 : out.length;
+  return Array.from({ length: n }, (_, i) => `${out.slice(0, dot)}-${i}${out.slice(dot)}`);
+}
+
+/** Loads the pipeline of `model` (folder or repo id) with a progress bar. */
+export async function loadPipelineCli(
+  ctx: GpuContext,
+  a: Pick<GenerateArgs, "model" | "variant" | "offline" | "quiet" | "scheduler">,
+): Promise<StableDiffusionPipeline> {
+  const files = await resolveModel(a.model, { variant: a.variant, offline: a.offline, quiet: a.quiet });
+  const bars = new Map<string, ProgressBar>();
+  return await loadPipeline(ctx, files, {
+    variant: a.variant,
+    scheduler: a.scheduler,
+    onProgress: (c, done, total) => {
+      let bar = bars.get(c);
+      if (!bar) bars.set(c, bar = progressBar(`loading ${c}`, total, { unit: "tensors", silent: a.quiet }));
+      if (done === total) bar.done();
+      else bar.tick();
+    },
+  });
+}
+
+/** Runs the command; returns a summary line. */
+export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise<string> {
+  const pipe = await loadPipelineCli(ctx, a);
+  try {
+    const init = a.latents ? await readLatentsArg(a.latents) : undefined;
+    const batch = init ? init.shape[0] : a.batch;
+    const f = pipe.vaeScaleFactor;
+    const size = init ? { height: init.shape[2] * f, width: init.shape[3] * f } : {};
+    let bar: ProgressBar | undefined;
+    const result = await pipe.generate({
+      prompt: new Array(batch).fill(a.prompt),
+      negativePrompt: a.negative ?? "",
+      steps: a.steps,
+      guidance: a.guidance,
+      seed: a.seed,
+      latents: init?.data,
+      ...size,
+      hooks: a.hooks,
+      saveSteps: !!a.saveSteps,
+      onStep: ({ steps }) => {
+        bar ??= progressBar("sampling", steps, { unit: "steps", silent: a.quiet });
+        bar.tick();
+      },
+    });
+    bar?.done();
+    const [B, C, H, W] = result.image.shape;
+    if (!result.pixels) throw new Error(`cannot write ${a.out}: the model's images have ${C} channels, not RGB`);
+    const paths = outPaths(a.out, B);
+    for (let b = 0; b < B; b++) await writePng(paths[b], result.pixels.subarray(b * H * W, (b + 1) * H * W), W, H);
+    if (a.saveSteps) {
+      const tensors: Record<string, TensorToWrite> = {};
+      result.stepLatents!.forEach((d, i) =>
+        tensors[`step/${i}/latents`] = { dtype: "F32", shape: result.latents.shape, data: d }
+      );
+      tensors["timesteps"] = {
+        dtype: "F32",
+        shape: [result.timesteps.length],
+        data: Float32Array.from(result.timesteps),
+      };
+      await writeSafetensorsFile(a.saveSteps, tensors, { prompt: a.prompt, producer: "diffscope generate" });
+    }
+    ctx.release(result.latents, result.image);
+    return `wrote ${paths.join(", ")} (${W}×${H}, ${result.timesteps.length} steps)`;
+  } finally {
+    pipe.release();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Loading a VAE from a diffusers folder (`vae/config.json` + `vae/diffusion_pytorch_model[.fp16].safetensors`) or
+ * from any named-tensor source. Older SD v1.x VAE checkpoints name the mid-block attention's projections
+ * `query`/`key`/`value`/`proj_attn` (sometimes as 1×1 conv weights [C, C, 1, 1]); they are renamed and reshaped
+ * to diffusers' current `to_q`/`to_k`/`to_v`/`to_out.0` [C, C] as diffusers does on load. Names and shapes are all
+ * checked before anything is uploaded.
+ * @module
+ */
+import type { GpuContext } from "../../gpu/context.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import { checkCheckpoint } from "../checkpoint.ts";
+import { type ModelFiles, openFirst, readJson } from "../files.ts";
+import { safetensorsSource, type TensorSource } from "../unet/load.ts";
+import { vaeArch, vaeParamShapes } from "./arch.ts";
+import { parseVAEConfig, type VAEConfig } from "./config.ts";
+import { AutoencoderKL } from "./model.ts";
+
+/** Options of {@linkcode loadVAE}. */
+export interface LoadVAEOptions {
+  /** Folder inside the model folder (default "vae"). */
+  subfolder?: string;
+  /** Prefer `diffusion_pytorch_model.<variant>.safetensors` (e.g. "fp16"). */
+  variant?: string;
+  /** Called after each tensor is uploaded. */
+  onProgress?: (done: number, total: number, name: string) => void;
+}
+
+/** Loads the VAE of a diffusers folder. */
+export async function loadVAE(ctx: GpuContext, files: ModelFiles, opts: LoadVAEOptions = {}): Promise<AutoencoderKL> {
+  const sub = opts.subfolder ?? "vae";
+  const config = parseVAEConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
+  const base = `${sub}/diffusion_pytorch_model`;
+  const candidates = opts.variant
+    ? [`${base}.${opts.variant}.safetensors`, `${base}.safetensors`]
+    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
+  const [st] = await openFirst(files, candidates);
+  try {
+    return await vaeFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
+  } finally {
+    await st.close();
+  }
+}
+
+const LEGACY_ATTENTION: Record<string, string> = {
+  query: "to_q",
+  key: "to_k",
+  value: "to_v",
+  proj_attn: "to_out.0",
+};
+const ATTENTION_PARAM =
+  /^((?:encoder|decoder)\.mid_block\.attentions\.0)\.(query|key|value|proj_attn|to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/;
+
+/**
+ * The source with the mid-block attention's legacy names mapped to diffusers' current ones and 1×1-conv-shaped
+ * projection weights [C, C, 1, 1] seen as [C, C] (same data). A legacy name whose current twin is also present is
+ * left alone (and reported as unexpected).
+ */
+export function withCurrentAttentionNames(source: TensorSource): TensorSource {
+  const shapes = new Map<string, readonly number[]>();
+  const from = new Map<string, string>();
+  for (const [name, shape] of source.shapes) {
+    const m = ATTENTION_PARAM.exec(name);
+    let target = name, s = shape;
+    if (m) {
+      const current = `${m[1]}.${LEGACY_ATTENTION[m[2]] ?? m[2]}.${m[3]}`;
+      if (current === name || !source.shapes.has(current)) target = current;
+      if (m[3] === "weight" && s.length === 4 && s[2] === 1 && s[3] === 1) s = [s[0], s[1]];
+    }
+    shapes.set(target, s);
+    from.set(target, name);
+  }
+  return { name: source.name, shapes, readF32: (n) => source.readF32(from.get(n) ?? n) };
+}
+
+/** Builds a VAE from named tensors, after checking every name and shape against the config. */
+export async function vaeFromSource(
+  ctx: GpuContext,
+  config: VAEConfig,
+  source: TensorSource,
+  onProgress?: (done: number, total: number, name: string) => void,
+): Promise<AutoencoderKL> {
+  const arch = vaeArch(config);
+  const expected = vaeParamShapes(arch);
+  const src = withCurrentAttentionNames(source);
+  checkCheckpoint("VAE", source.name, expected, src.shapes);
+  const params = new Map<string, Tensor>();
+  let done = 0;
+  try {
+    for (const [name, shape] of expected) {
+      params.set(name, ctx.upload(await src.readF32(name), shape, "f32", name));
+      onProgress?.(++done, expected.size, name);
+    }
+  } catch (e) {
+    for (const t of params.values()) ctx.release(t);
+    throw e;
+  }
+  return new AutoencoderKL(ctx, arch, params);
+}
