@@ -30,6 +30,8 @@ struct Params {
   N: u32,
   K: u32,
   alpha: f32,
+  act: u32,       // 0 none, 1 SiLU, 2 GELU (erf), 3 QuickGELU
+  bias_mode: u32, // 0 none, 1 per column (Linear), 2 per row (1×1 conv)
   bshape: vec4<u32>, // output batch shape, padded on the left with 1s
   sa: vec4<u32>,     // batch strides of A in elements (0 where A broadcasts)
   sb: vec4<u32>,     // batch strides of B in elements
@@ -37,9 +39,6 @@ struct Params {
 
 override TRANS_A: u32 = 0u;
 override TRANS_B: u32 = 0u;
-override HAS_BIAS: u32 = 0u; // 0 none, 1 per column (Linear), 2 per row (1×1 conv)
-override ACT: u32 = 0u;
-override WG: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
@@ -56,12 +55,11 @@ fn erfc_pos(x: f32) -> f32 {
 }
 
 fn activate(x: f32) -> f32 {
-  switch ACT {
+  switch p.act {
     case 1u: { return x / (1.0 + exp(-x)); }
     case 2u: {
       // 0.5·x·(1 + erf(x/√2)), through erfc so that large negative x keeps its relative accuracy
-      let z = abs(x) * 0.70710678118654752;
-      let e = erfc_pos(z);
+      let e = erfc_pos(abs(x) * 0.70710678118654752);
       return 0.5 * x * select(e, 2.0 - e, x >= 0.0);
     }
     case 3u: { return x / (1.0 + exp(-1.702 * x)); }
@@ -69,10 +67,12 @@ fn activate(x: f32) -> f32 {
   }
 }
 
+// The epilogue is uniform-driven rather than specialised: it runs once per output, so it costs little, and
+// fewer pipeline variants means fewer multi-second lavapipe compilations.
 fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
   var v = p.alpha * acc;
-  if (HAS_BIAS == 1u) { v += bias[col]; }
-  if (HAS_BIAS == 2u) { v += bias[row]; }
+  if (p.bias_mode == 1u) { v += bias[col]; }
+  if (p.bias_mode == 2u) { v += bias[row]; }
   return activate(v);
 }
 
@@ -102,89 +102,90 @@ fn naive(@builtin(global_invocation_id) g: vec3<u32>) {
   out[off.z + row * p.N + col] = epilogue(s, row, col);
 }
 
-// v2: 16×16 outputs per invocation, WG invocations side by side along N.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let M = p.M;
-  let N = p.N;
+// The 4×4 block of A at rows r … r+3 and k = 4·k4 … 4·k4+3, as a matrix whose column i is row r+i along k.
+// a0 is the batch's offset in vec4 units. Rows past M are clamped: edge tiles compute garbage never stored.
+fn a_block(a0: u32, r: u32, k4: u32) -> mat4x4<f32> {
+  if (TRANS_A == 0u) {
+    let K4 = p.K / 4u;
+    let last = p.M - 1u;
+    let k = a0 + k4;
+    return mat4x4<f32>(a[k + min(r, last) * K4], a[k + min(r + 1u, last) * K4], a[k + min(r + 2u, last) * K4],
+      a[k + min(r + 3u, last) * K4]);
+  }
+  let M4 = p.M / 4u;
+  let i = a0 + 4u * k4 * M4 + min(r / 4u, M4 - 1u);
+  return transpose(mat4x4<f32>(a[i], a[i + M4], a[i + 2u * M4], a[i + 3u * M4]));
+}
+
+// The 4×4 block of B at k = 4·k4 … 4·k4+3 and columns c … c+3, as a matrix whose column t is row k+t along n.
+fn b_block(b0: u32, c: u32, k4: u32) -> mat4x4<f32> {
+  if (TRANS_B == 0u) {
+    let N4 = p.N / 4u;
+    let i = b0 + 4u * k4 * N4 + min(c / 4u, N4 - 1u);
+    return mat4x4<f32>(b[i], b[i + N4], b[i + 2u * N4], b[i + 3u * N4]);
+  }
   let K4 = p.K / 4u;
-  let M4 = M / 4u;
-  let N4 = N / 4u;
-  let row0 = wid.y * 16u;
-  let col0 = (wid.x * WG + lid) * 16u;
+  let last = p.N - 1u;
+  let k = b0 + k4;
+  return transpose(mat4x4<f32>(b[k + min(c, last) * K4], b[k + min(c + 1u, last) * K4], b[k + min(c + 2u, last) * K4],
+    b[k + min(c + 3u, last) * K4]));
+}
+
+alias Blocks = array<mat4x4<f32>, 8>;
+
+// v2: each invocation computes 32×32 outputs as 8×8 blocks of 4×4; the 8 invocations of a workgroup sit 2 along
+// M by 4 along N (a 64×128 workgroup tile, little waste at N = 320 or 640). The accumulators are spelled out
+// per block: written as loops over local arrays, NIR leaves them unrolled-not and they go to scratch memory
+// (5× slower, 80 s to compile).
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row0 = (wid.y * 2u + lid / 4u) * 32u;
+  let col0 = (wid.x * 4u + lid % 4u) * 32u;
   let off = batch_offsets(wid.z);
   let a0 = off.x / 4u;
   let b0 = off.y / 4u;
 
-  // Where each of this invocation's rows and columns starts in A and B (vec4 units), clamped into the matrix
-  // so that edge tiles read valid data; what they compute there is never stored.
-  var ar: array<u32, 16>;
-  var bc: array<u32, 16>;
-  for (var i = 0u; i < 16u; i++) {
-    if (TRANS_A == 0u) {
-      ar[i] = a0 + min(row0 + i, M - 1u) * K4;
-    } else if (i < 4u) {
-      ar[i] = a0 + min(row0 / 4u + i, M4 - 1u);
-    }
-    if (TRANS_B == 1u) {
-      bc[i] = b0 + min(col0 + i, N - 1u) * K4;
-    } else if (i < 4u) {
-      bc[i] = b0 + min(col0 / 4u + i, N4 - 1u);
-    }
+  // c<I>[J] column i holds output row row0 + 4I + i, columns col0 + 4J … col0 + 4J + 3.
+  var c0: Blocks; var c1: Blocks; var c2: Blocks; var c3: Blocks;
+  var c4: Blocks; var c5: Blocks; var c6: Blocks; var c7: Blocks;
+  for (var k4 = 0u; k4 < p.K / 4u; k4++) {
+    let x0 = a_block(a0, row0, k4); let x1 = a_block(a0, row0 + 4u, k4);
+    let x2 = a_block(a0, row0 + 8u, k4); let x3 = a_block(a0, row0 + 12u, k4);
+    let x4 = a_block(a0, row0 + 16u, k4); let x5 = a_block(a0, row0 + 20u, k4);
+    let x6 = a_block(a0, row0 + 24u, k4); let x7 = a_block(a0, row0 + 28u, k4);
+    let y0 = b_block(b0, col0, k4); let y1 = b_block(b0, col0 + 4u, k4);
+    let y2 = b_block(b0, col0 + 8u, k4); let y3 = b_block(b0, col0 + 12u, k4);
+    let y4 = b_block(b0, col0 + 16u, k4); let y5 = b_block(b0, col0 + 20u, k4);
+    let y6 = b_block(b0, col0 + 24u, k4); let y7 = b_block(b0, col0 + 28u, k4);
+    // (B block)·(A block): column i = Σ_t B[k+t, cols] · A[row i, k+t], i.e. one output row of the block
+    c0[0] += y0 * x0; c0[1] += y1 * x0; c0[2] += y2 * x0; c0[3] += y3 * x0;
+    c0[4] += y4 * x0; c0[5] += y5 * x0; c0[6] += y6 * x0; c0[7] += y7 * x0;
+    c1[0] += y0 * x1; c1[1] += y1 * x1; c1[2] += y2 * x1; c1[3] += y3 * x1;
+    c1[4] += y4 * x1; c1[5] += y5 * x1; c1[6] += y6 * x1; c1[7] += y7 * x1;
+    c2[0] += y0 * x2; c2[1] += y1 * x2; c2[2] += y2 * x2; c2[3] += y3 * x2;
+    c2[4] += y4 * x2; c2[5] += y5 * x2; c2[6] += y6 * x2; c2[7] += y7 * x2;
+    c3[0] += y0 * x3; c3[1] += y1 * x3; c3[2] += y2 * x3; c3[3] += y3 * x3;
+    c3[4] += y4 * x3; c3[5] += y5 * x3; c3[6] += y6 * x3; c3[7] += y7 * x3;
+    c4[0] += y0 * x4; c4[1] += y1 * x4; c4[2] += y2 * x4; c4[3] += y3 * x4;
+    c4[4] += y4 * x4; c4[5] += y5 * x4; c4[6] += y6 * x4; c4[7] += y7 * x4;
+    c5[0] += y0 * x5; c5[1] += y1 * x5; c5[2] += y2 * x5; c5[3] += y3 * x5;
+    c5[4] += y4 * x5; c5[5] += y5 * x5; c5[6] += y6 * x5; c5[7] += y7 * x5;
+    c6[0] += y0 * x6; c6[1] += y1 * x6; c6[2] += y2 * x6; c6[3] += y3 * x6;
+    c6[4] += y4 * x6; c6[5] += y5 * x6; c6[6] += y6 * x6; c6[7] += y7 * x6;
+    c7[0] += y0 * x7; c7[1] += y1 * x7; c7[2] += y2 * x7; c7[3] += y3 * x7;
+    c7[4] += y4 * x7; c7[5] += y5 * x7; c7[6] += y6 * x7; c7[7] += y7 * x7;
   }
-
-  // acc[I][J] column i holds output row row0+4I+i, columns col0+4J … col0+4J+3.
-  var acc00 = mat4x4<f32>(); var acc01 = mat4x4<f32>(); var acc02 = mat4x4<f32>(); var acc03 = mat4x4<f32>();
-  var acc10 = mat4x4<f32>(); var acc11 = mat4x4<f32>(); var acc12 = mat4x4<f32>(); var acc13 = mat4x4<f32>();
-  var acc20 = mat4x4<f32>(); var acc21 = mat4x4<f32>(); var acc22 = mat4x4<f32>(); var acc23 = mat4x4<f32>();
-  var acc30 = mat4x4<f32>(); var acc31 = mat4x4<f32>(); var acc32 = mat4x4<f32>(); var acc33 = mat4x4<f32>();
-
-  for (var k4 = 0u; k4 < K4; k4++) {
-    // am_I: column i = A[row0+4I+i, 4k4 … 4k4+3]; bm_J: column t = B[4k4+t, col0+4J … col0+4J+3].
-    var am0: mat4x4<f32>; var am1: mat4x4<f32>; var am2: mat4x4<f32>; var am3: mat4x4<f32>;
-    var bm0: mat4x4<f32>; var bm1: mat4x4<f32>; var bm2: mat4x4<f32>; var bm3: mat4x4<f32>;
-    if (TRANS_A == 0u) {
-      am0 = mat4x4<f32>(a[ar[0] + k4], a[ar[1] + k4], a[ar[2] + k4], a[ar[3] + k4]);
-      am1 = mat4x4<f32>(a[ar[4] + k4], a[ar[5] + k4], a[ar[6] + k4], a[ar[7] + k4]);
-      am2 = mat4x4<f32>(a[ar[8] + k4], a[ar[9] + k4], a[ar[10] + k4], a[ar[11] + k4]);
-      am3 = mat4x4<f32>(a[ar[12] + k4], a[ar[13] + k4], a[ar[14] + k4], a[ar[15] + k4]);
-    } else {
-      let k = 4u * k4 * M4;
-      am0 = transpose(mat4x4<f32>(a[ar[0] + k], a[ar[0] + k + M4], a[ar[0] + k + 2u * M4], a[ar[0] + k + 3u * M4]));
-      am1 = transpose(mat4x4<f32>(a[ar[1] + k], a[ar[1] + k + M4], a[ar[1] + k + 2u * M4], a[ar[1] + k + 3u * M4]));
-      am2 = transpose(mat4x4<f32>(a[ar[2] + k], a[ar[2] + k + M4], a[ar[2] + k + 2u * M4], a[ar[2] + k + 3u * M4]));
-      am3 = transpose(mat4x4<f32>(a[ar[3] + k], a[ar[3] + k + M4], a[ar[3] + k + 2u * M4], a[ar[3] + k + 3u * M4]));
-    }
-    if (TRANS_B == 0u) {
-      let k = 4u * k4 * N4;
-      bm0 = mat4x4<f32>(b[bc[0] + k], b[bc[0] + k + N4], b[bc[0] + k + 2u * N4], b[bc[0] + k + 3u * N4]);
-      bm1 = mat4x4<f32>(b[bc[1] + k], b[bc[1] + k + N4], b[bc[1] + k + 2u * N4], b[bc[1] + k + 3u * N4]);
-      bm2 = mat4x4<f32>(b[bc[2] + k], b[bc[2] + k + N4], b[bc[2] + k + 2u * N4], b[bc[2] + k + 3u * N4]);
-      bm3 = mat4x4<f32>(b[bc[3] + k], b[bc[3] + k + N4], b[bc[3] + k + 2u * N4], b[bc[3] + k + 3u * N4]);
-    } else {
-      bm0 = transpose(mat4x4<f32>(b[bc[0] + k4], b[bc[1] + k4], b[bc[2] + k4], b[bc[3] + k4]));
-      bm1 = transpose(mat4x4<f32>(b[bc[4] + k4], b[bc[5] + k4], b[bc[6] + k4], b[bc[7] + k4]));
-      bm2 = transpose(mat4x4<f32>(b[bc[8] + k4], b[bc[9] + k4], b[bc[10] + k4], b[bc[11] + k4]));
-      bm3 = transpose(mat4x4<f32>(b[bc[12] + k4], b[bc[13] + k4], b[bc[14] + k4], b[bc[15] + k4]));
-    }
-    acc00 += bm0 * am0; acc01 += bm1 * am0; acc02 += bm2 * am0; acc03 += bm3 * am0;
-    acc10 += bm0 * am1; acc11 += bm1 * am1; acc12 += bm2 * am1; acc13 += bm3 * am1;
-    acc20 += bm0 * am2; acc21 += bm1 * am2; acc22 += bm2 * am2; acc23 += bm3 * am2;
-    acc30 += bm0 * am3; acc31 += bm1 * am3; acc32 += bm2 * am3; acc33 += bm3 * am3;
-  }
-
-  store_block(acc00, acc01, acc02, acc03, off.z, row0, col0);
-  store_block(acc10, acc11, acc12, acc13, off.z, row0 + 4u, col0);
-  store_block(acc20, acc21, acc22, acc23, off.z, row0 + 8u, col0);
-  store_block(acc30, acc31, acc32, acc33, off.z, row0 + 12u, col0);
+  store_rows(c0, off.z, row0, col0); store_rows(c1, off.z, row0 + 4u, col0);
+  store_rows(c2, off.z, row0 + 8u, col0); store_rows(c3, off.z, row0 + 12u, col0);
+  store_rows(c4, off.z, row0 + 16u, col0); store_rows(c5, off.z, row0 + 20u, col0);
+  store_rows(c6, off.z, row0 + 24u, col0); store_rows(c7, off.z, row0 + 28u, col0);
 }
 
-// Stores 4 rows × 16 columns (four 4×4 blocks side by side), skipping what falls outside the output. The loop
-// bounds are dynamic on purpose: fully unrolled, the 64 guarded stores make LLVM take over a minute to compile.
-fn store_block(c0: mat4x4<f32>, c1: mat4x4<f32>, c2: mat4x4<f32>, c3: mat4x4<f32>, o: u32, row: u32, col: u32) {
-  let blocks = array<mat4x4<f32>, 4>(c0, c1, c2, c3);
+// Stores 4 rows × 32 columns (eight 4×4 blocks side by side), skipping what falls outside the output. The loop
+// bounds are dynamic on purpose: fully unrolled, the guarded stores make LLVM take minutes to compile.
+fn store_rows(blocks: Blocks, o: u32, row: u32, col: u32) {
   let rows = select(0u, min(4u, p.M - row), row < p.M);
-  let cols = select(0u, min(16u, p.N - col), col < p.N);
+  let cols = select(0u, min(32u, p.N - col), col < p.N);
   for (var i = 0u; i < rows; i++) {
     let base = o + (row + i) * p.N + col;
     for (var j = 0u; j < cols; j++) {

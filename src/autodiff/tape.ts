@@ -52,7 +52,20 @@ export class Tape {
     return g;
   }
 
-  /** True when `t` depends on a watched leaf. */
+  #roots = new Map<GPUBuffer, Tensor>();
+
+  /**
+   * Tracks an intermediate that depends on no watched leaf (a model's input embeddings, say): ops on it are then
+   * recorded and {@linkcode Tape.onGrad} on it fires with its complete gradient at the end of backward. Unlike
+   * {@linkcode Tape.watch} it gets no gradient buffer of its own. Does nothing when `t` is already tracked.
+   */
+  track(t: Tensor): void {
+    if (this.tracks(t)) return;
+    this.#tracked.add(t.buffer);
+    this.#roots.set(t.buffer, t);
+  }
+
+  /** True when `t` depends on a watched leaf (or a tracked intermediate). */
   tracks(t: Tensor): boolean {
     return this.#tracked.has(t.buffer);
   }
@@ -149,8 +162,14 @@ export class Tape {
         if (left === 0 && !isLeaf(t.buffer) && this.#owned.has(t.buffer)) rec.recycle(t);
       }
     }
+    // roots are no node's output: their gradients are complete once every node ran
+    for (const [b, t] of this.#roots) {
+      const g = grads.get(b);
+      if (g) { for (const fn of this.#onGrad.get(b) ?? []) fn(rec, reshape(g, t.shape)); }
+    }
     for (const g of grads.values()) if (!seedBuffers.has(g.buffer)) rec.recycle(g);
     this.#nodes = [];
+    this.#roots.clear();
     this.#owned.clear();
     this.#onGrad.clear();
   }
@@ -171,6 +190,7 @@ export class Tape {
       }
     }
     this.#nodes = [];
+    this.#roots.clear();
     this.#owned.clear();
     this.#onGrad.clear();
   }
@@ -181,4 +201,14 @@ export class Tape {
     for (const { tensor, grad } of this.#leaves.values()) m.set(tensor.label, grad);
     return m;
   }
+}
+
+/**
+ * Disposes of a forward pass's temporaries (what its scope allocated, outputs excluded): those a node of `tape` saved
+ * are handed to the tape, which frees them as backward passes them; the rest are released once `rec` is submitted.
+ */
+export function releaseForward(rec: Recorder, temps: readonly Tensor[], tape?: Tape): void {
+  const saved = new Set(tape?.saved().map((t) => t.buffer));
+  rec.releaseAfterSubmit(...temps.filter((t) => !saved.has(t.buffer)));
+  tape?.own(temps.filter((t) => saved.has(t.buffer)));
 }

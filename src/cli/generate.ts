@@ -9,7 +9,7 @@ import { resolveModel } from "../io/hub.ts";
 import { writePng } from "../io/png.ts";
 import { type ProgressBar, progressBar } from "../io/progress.ts";
 import { openSafetensorsFile, writeSafetensorsFile } from "../io/safetensors_file.ts";
-import { loadPipeline, SCHEDULER_NAMES, type StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
+import { loadPipeline, type SCHEDULER_NAMES, type StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
 import type { TensorToWrite } from "../safetensors/writer.ts";
 
 /** Arguments of {@linkcode generateCommand}. */

@@ -10,10 +10,8 @@ import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { broadcastShapes, broadcastStrides, padShape } from "./_shape.ts";
 
 const kernels = defineKernels("matmul.wgsl", src, ["main", "naive"]);
-/** Output rows and columns one invocation of the tiled kernel computes. */
-const TILE = 16;
-/** Invocations per workgroup of the tiled kernel (lavapipe's SIMD width is 8). */
-const WG = 8;
+/** Output rows × columns one workgroup of the tiled kernel computes (8 invocations of 32×32, 2 by 4). */
+const WG_TILE_M = 64, WG_TILE_N = 128;
 const ACTS = { none: 0, silu: 1, gelu: 2, quick_gelu: 3 } as const;
 
 /** Activation applied in the epilogue. `gelu` is the exact (erf) form; `quick_gelu` is x·σ(1.702x) (CLIP). */
@@ -133,7 +131,7 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
   }
   const tiled = choice === "tiled" || (choice === "auto" && vec4ok);
   const grid: [number, number, number] = tiled
-    ? [Math.ceil(N / (TILE * WG)), Math.ceil(M / TILE), batches]
+    ? [Math.ceil(N / WG_TILE_N), Math.ceil(M / WG_TILE_M), batches]
     : [Math.ceil(N / 8), Math.ceil(M / 8), batches];
   const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
   if (grid.some((g) => g > maxDim)) {
@@ -142,15 +140,19 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
   rec.dispatch(tiled ? kernels.main : kernels.naive, {
     read: { a, b, bias: opts.bias ?? a },
     write: { out },
-    params: { M, N, K, alpha: opts.alpha ?? 1, bshape, sa, sb },
-    grid,
-    overrides: {
-      TRANS_A: +transA,
-      TRANS_B: +transB,
-      HAS_BIAS: opts.bias ? (perRow ? 2 : 1) : 0,
-      ACT: ACTS[act],
-      ...(tiled ? { WG } : {}),
+    params: {
+      M,
+      N,
+      K,
+      alpha: opts.alpha ?? 1,
+      act: ACTS[act],
+      bias_mode: opts.bias ? (perRow ? 2 : 1) : 0,
+      bshape,
+      sa,
+      sb,
     },
+    grid,
+    overrides: { TRANS_A: +transA, TRANS_B: +transB },
   });
   return out;
 }
