@@ -23,6 +23,9 @@ commands:
             --model DIR --inputs IN.safetensors --out OUT.safetensors [--capture PATH ...] [--variant fp16]
             IN holds sample [B,C,H,W], timesteps [B] (int or float) and encoder_hidden_states [B,T,D]
             (or the same under input/); OUT gets sample and act/<PATH> for each capture
+            --backward W [--grads PATTERN]: also the gradients of sum(output · W) (W: a tensor of IN shaped like
+            the output) as grad/<param> for the parameters PATTERN selects (glob, * crosses dots; default all)
+            and grad_input/sample, grad_input/encoder_hidden_states
   generate  text-to-image
             --model DIR_OR_REPO --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5]
             [--scheduler pndm|ddim|euler|dpm++2m] [--seed 0] [--batch 1] [--latents FILE[:TENSOR]]
@@ -66,9 +69,12 @@ async function forward(args: string[]): Promise<number> {
       capture: { type: "string", multiple: true, default: [] },
       variant: { type: "string" },
       quiet: { type: "boolean", default: false },
+      backward: { type: "string" },
+      grads: { type: "string" },
     },
     strict: true,
   });
+  if (values.grads && !values.backward) throw new UsageError("--grads needs --backward");
   for (const k of ["model", "inputs", "out"] as const) {
     if (!values[k]) throw new UsageError(`--${k} is required`);
   }
@@ -82,6 +88,8 @@ async function forward(args: string[]): Promise<number> {
         capture: values.capture!,
         variant: values.variant,
         quiet: values.quiet,
+        backward: values.backward,
+        grads: values.grads,
       }),
     );
   } finally {

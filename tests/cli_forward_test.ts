@@ -121,3 +121,33 @@ gpuTest("cli forward: a broken checkpoint fails naming the tensor, and writes no
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+gpuTest("cli forward --backward: gradients of sum(output · W) as grad/<param> and grad_input/<name>", async () => {
+  const dir = await makeFolder(["F32"]);
+  try {
+    const out = `${dir}/grads.safetensors`;
+    const r = await cli(
+      "forward",
+      "--model",
+      dir,
+      "--inputs",
+      FIXFILE,
+      "--out",
+      out,
+      "--quiet",
+      "--backward",
+      "loss_weights",
+      "--grads",
+      "*.ff.net.*.weight,conv_in.*",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /36 gradient\(s\)/);
+    await using ref = await openSafetensorsFile(FIXFILE);
+    await using got = await openSafetensorsFile(out);
+    const names = got.names.filter((n) => n.startsWith("grad"));
+    assert.equal(names.length, 32 + 2 + 2);
+    for (const n of names) assert.ok(relL2(await got.readF32(n), await ref.readF32(n)) < 1e-3, n);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,6 +11,9 @@ import { type ProgressBar, progressBar } from "../io/progress.ts";
 import { loadUNet } from "../models/unet/load.ts";
 import type { SafetensorsFile } from "../safetensors/reader.ts";
 import type { TensorToWrite } from "../safetensors/writer.ts";
+import { Tape } from "../autodiff/tape.ts";
+import { selectNames } from "../autodiff/select.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 
 /** Arguments of {@linkcode forwardCommand}. */
 export interface ForwardArgs {
@@ -21,6 +24,10 @@ export interface ForwardArgs {
   capture: string[];
   variant?: string;
   quiet?: boolean;
+  /** A tensor of the inputs file shaped like the output: writes the gradients of sum(output · it). */
+  backward?: string;
+  /** Which parameters get `grad/<name>` (glob, `*` crosses dots; default all when --backward is given). */
+  grads?: string;
 }
 
 /** Finds an input by its plain name or the fixture's `input/` name. */
@@ -65,12 +72,35 @@ export async function forwardCommand(ctx: GpuContext, a: ForwardArgs): Promise<s
   };
   const hooks = new Hooks();
   const caps = a.capture.map((p) => hooks.capture(p));
+  const tape = a.backward ? new Tape(ctx) : undefined;
+  const grads = new Map<string, Tensor>();
+  if (tape) {
+    for (const n of selectNames(unet.params.keys(), a.grads ?? "*")) {
+      grads.set(`grad/${n}`, tape.watch(unet.params.get(n)!));
+    }
+    grads.set("grad_input/sample", tape.watch(inputs.sample));
+    grads.set("grad_input/encoder_hidden_states", tape.watch(inputs.encoderHiddenStates));
+  }
   const rec = ctx.recorder("forward");
-  const out = unet.forward(rec, inputs, { hooks, timestep: ts[0] });
+  const out = unet.forward(rec, inputs, { hooks, timestep: ts[0], tape });
+  if (tape) {
+    const wName = inputName(st, a.backward!);
+    if (st.info(wName).shape.join() !== out.shape.join()) {
+      throw new Error(
+        `--backward ${a.backward}: ${JSON.stringify(st.info(wName).shape)} is not the output's shape ${
+          JSON.stringify(out.shape)
+        }`,
+      );
+    }
+    const w = await up(wName);
+    tape.backward(rec, [[out, w]]);
+    rec.releaseAfterSubmit(w);
+  }
   await rec.submit();
   const tensors: Record<string, TensorToWrite> = {
     sample: { dtype: "F32", shape: out.shape, data: await ctx.readF32(out) },
   };
+  for (const [name, g] of grads) tensors[name] = { dtype: "F32", shape: g.shape, data: await ctx.readF32(g) };
   for (const c of caps) {
     for (const { record, data } of await c.read(ctx)) {
       tensors[`act/${record.path}`] = { dtype: "F32", shape: record.tensor.shape, data };
@@ -78,5 +108,8 @@ export async function forwardCommand(ctx: GpuContext, a: ForwardArgs): Promise<s
   }
   await writeSafetensorsFile(a.out, tensors, { producer: "diffscope forward" });
   unet.release();
-  return `wrote ${a.out}: sample ${JSON.stringify(out.shape)}${caps.length ? ` and ${caps.length} activation(s)` : ""}`;
+  ctx.release(...grads.values());
+  const extra = [caps.length ? `${caps.length} activation(s)` : "", grads.size ? `${grads.size} gradient(s)` : ""]
+    .filter(Boolean);
+  return `wrote ${a.out}: sample ${JSON.stringify(out.shape)}${extra.length ? ` and ${extra.join(", ")}` : ""}`;
 }
