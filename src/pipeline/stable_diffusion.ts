@@ -105,6 +105,8 @@ export class StableDiffusionPipeline {
     /** Null for a pixel-space model (`"vae": [null, null]`): latents are the image in [−1, 1]. */
     readonly vae: AutoencoderKL | null,
     readonly scheduler: NoiseScheduler,
+    /** `scheduler/scheduler_config.json` as read (to build another sampler on the same noise schedule). */
+    readonly schedulerConfig: Readonly<Record<string, unknown>> = {},
   ) {}
 
   /** Pixels per latent: 2^(VAE levels − 1), or 1 without a VAE. */
@@ -260,7 +262,7 @@ export async function loadPipeline(
         `${files.name}: the VAE has ${vae.arch.config.latentChannels} latent channels, the U-Net takes ${unet.arch.config.inChannels}`,
       );
     }
-    return new StableDiffusionPipeline(ctx, tokenizer, textEncoder, unet, vae, scheduler);
+    return new StableDiffusionPipeline(ctx, tokenizer, textEncoder, unet, vae, scheduler, schedCfg);
   } catch (e) {
     textEncoder.release();
     unet?.release();
