@@ -28,7 +28,7 @@ import type { RawSchedulerConfig } from "../schedulers/config.ts";
 export type AttributionMode = "erase" | "amplify";
 
 /** Options of {@linkcode Attribution}. */
-export interface AttributionOptions {
+export interface AttributeOptions {
   /** The concept prompt c (erase) or the concept word (amplify builds "a photo of {concept}" images). */
   concept: string;
   mode?: AttributionMode;
@@ -71,7 +71,7 @@ export class Attribution {
   /** Units done so far (a caller persists it with the gradients to resume). */
   done = 0;
 
-  constructor(readonly pipe: StableDiffusionPipeline, readonly opts: AttributionOptions) {
+  constructor(readonly pipe: StableDiffusionPipeline, readonly opts: AttributeOptions) {
     this.mode = opts.mode ?? "erase";
     this.T = opts.timesteps ?? 50;
     this.samples = opts.samples ?? 1;
