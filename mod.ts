@@ -35,6 +35,6 @@ export * from "./src/models/unet/random.ts";
 export * from "./src/models/clip/mod.ts";
 export * from "./src/models/vae/mod.ts";
 export * from "./src/pipeline/stable_diffusion.ts";
-export * from "./src/cad/attribute.ts";
+export * from "./src/cad/mod.ts";
 export * from "./src/selfcheck.ts";
 export * from "./src/info.ts";
