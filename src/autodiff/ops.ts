@@ -5,22 +5,28 @@
  * @module
  */
 import type { Recorder } from "../gpu/recorder.ts";
-import { reshape, type Tensor } from "../gpu/tensor.ts";
+import { fmtShape, reshape, type Tensor } from "../gpu/tensor.ts";
 import { attention, attentionBackward } from "../ops/attention.ts";
 import { axpy } from "../ops/axpy.ts";
 import { add as addOp, binaryBackward } from "../ops/binary.ts";
 import { concat as concatOp, concatBackward } from "../ops/concat.ts";
 import { conv2d as conv2dOp, type Conv2dOptions } from "../ops/conv2d.ts";
 import { conv2dBackward } from "../ops/conv2d_bwd.ts";
+import { embedding as embeddingOp, embeddingBackward, type HostIds } from "../ops/embedding.ts";
 import { geglu as gegluOp, gegluBackward } from "../ops/geglu.ts";
 import { groupNorm as groupNormOp, groupNormBackward } from "../ops/group_norm.ts";
 import { layerNorm as layerNormOp, layerNormBackward } from "../ops/layer_norm.ts";
-import { matmul } from "../ops/matmul.ts";
+import { type Activation, matmul } from "../ops/matmul.ts";
 import { permute as permuteOp, permuteBackward } from "../ops/permute.ts";
 import { sum } from "../ops/reduce.ts";
-import { scale as scaleOp, silu as siluOp, unaryBackward } from "../ops/unary.ts";
+import { scale as scaleOp, silu as siluOp, unary, unaryBackward } from "../ops/unary.ts";
 import { upsampleNearest, upsampleNearestBackward } from "../ops/upsample.ts";
 import type { Tape } from "./tape.ts";
+
+/** Elementwise ops whose derivative needs only their input. */
+type Pointwise = "silu" | "gelu" | "quickGelu";
+/** The unary op of each fused matmul activation. */
+const ACT_OPS: Record<Exclude<Activation, "none">, Pointwise> = { silu: "silu", gelu: "gelu", quick_gelu: "quickGelu" };
 
 /** Forward ops that record their derivatives on an optional tape. */
 export class DiffOps {
@@ -253,6 +259,97 @@ export class DiffOps {
         backward: (rec, [dy], [dx]) => void upsampleNearestBackward(rec, dy!, { dx }),
       });
     }
+    return y;
+  }
+
+  /**
+   * nn.Linear followed by an activation: fused into the matmul's epilogue when not recording; when recording, the
+   * linear and the activation are separate nodes (the activation's backward reads the pre-activation).
+   */
+  linearAct(x: Tensor, w: Tensor, b: Tensor | undefined, act: Activation): Tensor {
+    if (act === "none") return this.linear(x, w, b);
+    if (!this.#on(x, w, b)) return matmul(this.rec, x, w, { transB: true, bias: b, act });
+    return this.activation(this.linear(x, w, b), act);
+  }
+
+  /** A matmul epilogue activation as its own op (`none` returns x). */
+  activation(x: Tensor, act: Activation): Tensor {
+    return act === "none" ? x : this.#unary(ACT_OPS[act], x);
+  }
+
+  /** Exact (erf) GELU. */
+  gelu(x: Tensor): Tensor {
+    return this.#unary("gelu", x);
+  }
+
+  /** QuickGELU, x·σ(1.702x) (CLIP). */
+  quickGelu(x: Tensor): Tensor {
+    return this.#unary("quickGelu", x);
+  }
+
+  /** An elementwise op whose derivative needs only x (its backward is `unaryBackward`). */
+  #unary(op: Pointwise, x: Tensor): Tensor {
+    const y = unary(this.rec, op, x);
+    if (this.#on(x)) {
+      this.tape!.record({
+        op,
+        inputs: [x],
+        outputs: [y],
+        saved: [x],
+        backward: (rec, [dy], [dx]) => void unaryBackward(rec, op, { x, dy: dy! }, { dx }),
+      });
+    }
+    return y;
+  }
+
+  /**
+   * Embedding lookup `table[ids]` over a table or its row shards (each shard is its own leaf: watch them all to get
+   * the whole table's gradient). The ids get no gradient. Only rows that occur receive gradient (a scatter-add);
+   * shards that are not tracked get a scratch gradient that is thrown away.
+   */
+  embedding(table: Tensor | readonly Tensor[], ids: Tensor | HostIds): Tensor {
+    const shards: readonly Tensor[] = Array.isArray(table) ? table : [table as Tensor];
+    const y = embeddingOp(this.rec, { table: shards, ids });
+    if (this.#on(...shards)) {
+      // host ids are uploaded again by backward, which may run on another recorder; copy them against later edits
+      const kept = "buffer" in ids ? ids : { data: Int32Array.from(ids.data), shape: [...ids.shape] };
+      this.tape!.record({
+        op: "embedding",
+        inputs: shards,
+        outputs: [y],
+        saved: "buffer" in kept ? [kept] : [],
+        backward(rec, [dy], dIn) {
+          const scratch = shards.flatMap((s, i) => dIn[i] ? [] : [rec.alloc(s.shape, "f32", `unused grad:${s.label}`)]);
+          let k = 0;
+          const dtable = shards.map((_, i) => dIn[i] ?? scratch[k++]);
+          embeddingBackward(rec, { dy: dy!, ids: kept }, { dtable });
+          rec.recycle(...scratch);
+        },
+      });
+    }
+    return y;
+  }
+
+  /**
+   * The first `n` rows of a 2-D tensor [R, D] (e.g. position embeddings for `n` tokens): a view unless recording
+   * with `n < R`, where it is a copy whose backward adds into the first `n` rows of the gradient.
+   */
+  firstRows(x: Tensor, n: number): Tensor {
+    const [rows, d] = x.shape;
+    if (x.shape.length !== 2 || !(Number.isInteger(n) && n >= 0 && n <= rows)) {
+      throw new RangeError(`firstRows: ${n} rows of a tensor ${fmtShape(x.shape)}`);
+    }
+    const view = { ...x, shape: [n, d] };
+    if (n === rows || !this.#on(x)) return view;
+    const y = this.rec.alloc([n, d], x.dtype, `${x.label}[:${n}]`);
+    this.rec.copy(view, y, n * d * 4);
+    this.tape!.record({
+      op: "first_rows",
+      inputs: [x],
+      outputs: [y],
+      saved: [],
+      backward: (rec, [dy], [dx]) => void axpy(rec, { ...dx!, shape: [n, d] }, dy!),
+    });
     return y;
   }
 }

@@ -12,7 +12,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { fmtShape, reshape, type Tensor } from "../gpu/tensor.ts";
+import { byteLength, fmtShape, reshape, type Tensor } from "../gpu/tensor.ts";
 
 /** One differentiable op as recorded on the tape. */
 export interface GradNode {
@@ -119,7 +119,13 @@ export class Tape {
       }
       const existing = grads.get(out.buffer);
       if (existing) throw new Error(`Tape.backward: two seeds for "${out.label}"`);
-      grads.set(out.buffer, g);
+      // an output that later nodes read (CLIP's last_hidden_state feeds its pooled output) also receives their
+      // gradients: accumulate those into a copy, never into the caller's seed
+      if (this.#nodes.some((n) => n.inputs.some((x) => x.buffer === out.buffer))) {
+        const acc = rec.alloc(g.shape, "f32", `grad:${out.label}`);
+        rec.copy(g, acc, byteLength(g));
+        grads.set(out.buffer, acc);
+      } else grads.set(out.buffer, g);
     }
     const seedBuffers = new Set(seeds.map(([, g]) => g.buffer));
     // reference counts of saved tensors, to release each after its last reader

@@ -44,6 +44,16 @@ export interface AttributeOptions {
   guidance?: number;
   /** Seed of every random draw (noise of rollouts and of add_noise). */
   seed?: number;
+  /** Keep each erase unit's z_t (host copies) for the faithfulness check. */
+  keepLatents?: boolean;
+}
+
+/** A scored point: the latent z_t the U-Net saw at timestep t (erase mode). */
+export interface ScoredPoint {
+  latents: Float32Array;
+  shape: number[];
+  step: number;
+  timestep: number;
 }
 
 /** The FF weights CAD scores by default. */
@@ -70,6 +80,8 @@ export class Attribution {
   readonly ddim: NoiseScheduler;
   /** Units done so far (a caller persists it with the gradients to resume). */
   done = 0;
+  /** With `keepLatents`: the points scored so far in this process. */
+  readonly points: ScoredPoint[] = [];
 
   constructor(readonly pipe: StableDiffusionPipeline, readonly opts: AttributeOptions) {
     this.mode = opts.mode ?? "erase";
@@ -98,6 +110,11 @@ export class Attribution {
 
   #seed(sample: number, salt: number): number {
     return ((this.opts.seed ?? 0) * 1000003 + sample * 7919 + salt) >>> 0;
+  }
+
+  /** The erase score's conditioning [c, c_base] (or amplify's [c]); owned by this object. */
+  conditioning(): Promise<Tensor> {
+    return this.#conditioning();
   }
 
   async #conditioning(): Promise<Tensor> {
@@ -155,6 +172,9 @@ export class Attribution {
     const st = this.#sampleState!;
     if (this.mode === "erase") {
       const z = st.latents; // the latent the U-Net sees at t
+      if (this.opts.keepLatents) {
+        this.points.push({ latents: await ctx.readF32(z), shape: [...z.shape], step: unit.step, timestep: t });
+      }
       const batch = concat(rec, [z, z], { axis: 0 });
       const input = sched.scaleModelInput(rec, batch, unit.step);
       const ts = ctx.upload(new Float32Array(2).fill(t), [2]);

@@ -9,8 +9,9 @@ import type { GpuContext } from "../../gpu/context.ts";
 import type { Recorder } from "../../gpu/recorder.ts";
 import { fmtShape, type Tensor } from "../../gpu/tensor.ts";
 import { Hooks, type ScopedHooks } from "../../hooks/hooks.ts";
-import { add } from "../../ops/binary.ts";
-import { embedding, type HostIds } from "../../ops/embedding.ts";
+import type { HostIds } from "../../ops/embedding.ts";
+import { DiffOps } from "../../autodiff/ops.ts";
+import { releaseForward, type Tape } from "../../autodiff/tape.ts";
 import { ClipPass } from "./_encoder.ts";
 import { clipTextHookPoints } from "./arch.ts";
 import type { ClipTextConfig } from "./config.ts";
@@ -22,6 +23,13 @@ export interface ClipForwardOptions {
   step?: number;
   /** Whether the batch is a `[uncond, cond]` pair, so hooks may select a half (default false). */
   cfg?: boolean;
+  /**
+   * Record the forward on this tape for a backward pass (text tower only). What gets a gradient: the parameters
+   * watched on the tape (each token-embedding row shard is its own leaf), and every module output with a gradient
+   * capture (`hooks.captureGrad("text_encoder.text_model.embeddings")` gives dL/d(input embeddings) with nothing
+   * watched). Activations the backward needs are kept until it passes them.
+   */
+  tape?: Tape;
 }
 
 /** What the text tower returns (tensors owned by the caller). */
@@ -121,17 +129,16 @@ export class ClipTextModel {
       );
     }
     const eotIndex = eotIndices(data, [B, T], cfg.eosTokenId);
-    const state = { step: opts.step ?? 0, timestep: NaN, cfg: opts.cfg ?? false };
-    const pass = new ClipPass(rec, this.params, hooks, state, "CLIP text encoder");
+    const tape = opts.tape;
+    const state = { step: opts.step ?? 0, timestep: NaN, cfg: opts.cfg ?? false, tape };
+    const f = new DiffOps(rec, tape);
+    const pass = new ClipPass(f, this.params, hooks, state, "CLIP text encoder");
     this.ctx.beginScope();
     let out: ClipTextOutput | undefined;
     try {
-      const tok = pass.out(
-        "text_model.embeddings.token_embedding",
-        embedding(rec, { table: this.tokenEmbedding, ids: { data, shape } }),
-      );
-      const pos = pass.p("text_model.embeddings.position_embedding.weight");
-      let x = pass.out("text_model.embeddings", add(rec, tok, { ...pos, shape: [T, cfg.hiddenSize] }));
+      const tok = pass.out("text_model.embeddings.token_embedding", f.embedding(this.tokenEmbedding, { data, shape }));
+      const pos = f.firstRows(pass.p("text_model.embeddings.position_embedding.weight"), T);
+      let x = pass.out("text_model.embeddings", f.add(tok, pos));
       x = pass.encoder("text_model", x, cfg, true);
       const last = pass.layerNorm("text_model.final_layer_norm", x, cfg.layerNormEps);
       const pooled = pass.pick(last, eotIndex);
@@ -139,7 +146,7 @@ export class ClipTextModel {
       out = { lastHiddenState: last, pooledOutput: pooled, textEmbeds: proj, eotIndex };
     } finally {
       const keep = out ? [out.lastHiddenState, out.pooledOutput, ...(out.textEmbeds ? [out.textEmbeds] : [])] : [];
-      rec.releaseAfterSubmit(...this.ctx.endScope(keep));
+      releaseForward(rec, this.ctx.endScope(keep), tape);
     }
     return out;
   }

@@ -11,6 +11,7 @@ import { Hooks, type ScopedHooks } from "../../hooks/hooks.ts";
 import { add } from "../../ops/binary.ts";
 import { matmul } from "../../ops/matmul.ts";
 import { permute } from "../../ops/permute.ts";
+import { DiffOps } from "../../autodiff/ops.ts";
 import { ClipPass } from "./_encoder.ts";
 import { clipVisionHookPoints, patchGrid } from "./arch.ts";
 import type { ClipVisionConfig } from "./config.ts";
@@ -75,7 +76,7 @@ export class ClipVisionModel {
     }
     const { side: g, patches: N } = patchGrid(cfg);
     const state = { step: opts.step ?? 0, timestep: NaN, cfg: opts.cfg ?? false };
-    const pass = new ClipPass(rec, this.params, hooks, state, "CLIP vision encoder");
+    const pass = new ClipPass(new DiffOps(rec), this.params, hooks, state, "CLIP vision encoder");
     this.ctx.beginScope();
     let out: ClipVisionOutput | undefined;
     try {

@@ -11,7 +11,7 @@ import { Hooks } from "../../hooks/hooks.ts";
 import { add } from "../../ops/binary.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { DiffOps } from "../../autodiff/ops.ts";
-import type { Tape } from "../../autodiff/tape.ts";
+import { releaseForward, type Tape } from "../../autodiff/tape.ts";
 import type { ResnetArch, TransformerArch, UNetArch } from "./arch.ts";
 
 /** Inputs of one U-Net evaluation. */
@@ -90,10 +90,7 @@ export class UNet2DConditionModel {
     try {
       out = new Pass(this, new DiffOps(rec, tape), hooks, state).run(sample, timesteps, ehs);
     } finally {
-      const temps = this.ctx.endScope(out ? [out] : []);
-      const saved = new Set(tape?.saved().map((t) => t.buffer));
-      rec.releaseAfterSubmit(...temps.filter((t) => !saved.has(t.buffer)));
-      tape?.own(temps.filter((t) => saved.has(t.buffer)));
+      releaseForward(rec, this.ctx.endScope(out ? [out] : []), tape);
     }
     return out;
   }
