@@ -11,6 +11,8 @@ import { deviceInfo } from "./src/info.ts";
 import { forwardCommand } from "./src/cli/forward.ts";
 import { generateCommand } from "./src/cli/generate.ts";
 import { SCHEDULER_NAMES } from "./src/pipeline/stable_diffusion.ts";
+import { attributeCommand, CAD_DEFAULT_PARAMS, type CadArgs, editCommand } from "./src/cli/cad.ts";
+import type { AblationMode } from "./src/cad/ablate.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -30,7 +32,18 @@ commands:
             --model DIR_OR_REPO --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5]
             [--scheduler pndm|ddim|euler|dpm++2m] [--seed 0] [--batch 1] [--latents FILE[:TENSOR]]
             [--save-steps FILE.safetensors] [--out out.png] [--variant fp16] [--offline]
+            [--patch PATCH.safetensors] (an erase/amplify edit, applied after loading)
             DIR_OR_REPO is a diffusers folder or a Hugging Face repo id (looked up in the HF cache first)
+  attribute CAD concept attribution: which U-Net parameters draw a concept (S = w ⊙ ∂J/∂w)
+            --concept TEXT [--model DIR_OR_REPO (default CompVis/stable-diffusion-v1-4)] [--mode erase|amplify]
+            [--timesteps 50] [--samples 1] [--params "${CAD_DEFAULT_PARAMS}"] [--seed 0] [--validate N]
+            --out REPORT_DIR   (scores.safetensors, index.html, attribution_mass.svg, summary.json;
+            interrupt with Ctrl-C and run again to resume)
+  erase     CAD-Erase: zero the weights with the largest positive erase scores
+  amplify   CAD-Amplify: the same with the amplify (denoising-loss) scores
+            --concept TEXT [--ratio 0.001] [--ablate positive|negative|both] [--flatten] [--scores REPORT_DIR]
+            [--prompt TEXT ...] [--steps 25] plus attribute's options; --out DIR gets patch.safetensors and
+            before-i.png / after-i.png generated with the same seeds
 `;
 
 async function info(args: string[]): Promise<number> {
@@ -116,6 +129,7 @@ async function generate(args: string[]): Promise<number> {
       variant: { type: "string" },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
+      patch: { type: "string" },
     },
     strict: true,
   });
@@ -150,6 +164,7 @@ async function generate(args: string[]): Promise<number> {
         variant: values.variant,
         offline: values.offline,
         quiet: values.quiet,
+        patch: values.patch,
       }),
     );
   } finally {
@@ -158,9 +173,108 @@ async function generate(args: string[]): Promise<number> {
   return 0;
 }
 
+const CAD_OPTIONS = {
+  concept: { type: "string" },
+  model: { type: "string", default: "CompVis/stable-diffusion-v1-4" },
+  mode: { type: "string" },
+  timesteps: { type: "string", default: "50" },
+  samples: { type: "string", default: "1" },
+  params: { type: "string", default: CAD_DEFAULT_PARAMS },
+  seed: { type: "string", default: "0" },
+  validate: { type: "string", default: "0" },
+  out: { type: "string" },
+  variant: { type: "string" },
+  offline: { type: "boolean", default: false },
+  quiet: { type: "boolean", default: false },
+  ratio: { type: "string", default: "0.001" },
+  ablate: { type: "string", default: "positive" },
+  flatten: { type: "boolean", default: false },
+  scores: { type: "string" },
+  prompt: { type: "string", multiple: true },
+  steps: { type: "string", default: "25" },
+} as const;
+
+function cadArgs(args: string[], cmd: string): CadArgs & { values: Record<string, unknown> } {
+  const { values } = parseArgs({ args, options: CAD_OPTIONS, strict: true });
+  if (!values.concept) throw new UsageError("--concept is required");
+  if (!values.out) throw new UsageError("--out is required");
+  const mode = values.mode ?? (cmd === "amplify" ? "amplify" : "erase");
+  if (mode !== "erase" && mode !== "amplify") throw new UsageError(`--mode must be erase or amplify, got "${mode}"`);
+  const int = (k: "timesteps" | "samples" | "seed" | "validate", min: number) => {
+    const v = Number(values[k]);
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
+    return v;
+  };
+  return {
+    values,
+    concept: values.concept,
+    model: values.model,
+    mode,
+    timesteps: int("timesteps", 1),
+    samples: int("samples", 1),
+    params: values.params,
+    seed: int("seed", 0),
+    validate: int("validate", 0),
+    out: values.out,
+    variant: values.variant,
+    offline: values.offline,
+    quiet: values.quiet,
+  };
+}
+
+async function attribute(args: string[]): Promise<number> {
+  const a = cadArgs(args, "attribute");
+  const ctx = await createContext();
+  try {
+    console.log(await attributeCommand(ctx, a));
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
+
+function edit(cmd: "erase" | "amplify") {
+  return async (args: string[]): Promise<number> => {
+    const a = cadArgs(args, cmd);
+    if (a.values.mode && a.values.mode !== cmd) throw new UsageError(`${cmd} uses --mode ${cmd}`);
+    const ratio = Number(a.values.ratio);
+    if (!(ratio >= 0 && ratio <= 1)) throw new UsageError(`--ratio must be in [0, 1], got "${a.values.ratio}"`);
+    const ablate = a.values.ablate as AblationMode;
+    if (!["positive", "negative", "both"].includes(ablate)) {
+      throw new UsageError(`--ablate must be positive, negative or both`);
+    }
+    const steps = Number(a.values.steps);
+    const ctx = await createContext();
+    try {
+      console.log(
+        await editCommand(ctx, {
+          ...a,
+          mode: cmd,
+          ratio,
+          ablate,
+          flatten: a.values.flatten as boolean,
+          scores: a.values.scores as string | undefined,
+          prompts: (a.values.prompt as string[] | undefined) ?? [`a photo of ${a.concept}`],
+          steps,
+        }),
+      );
+    } finally {
+      ctx.destroy();
+    }
+    return 0;
+  };
+}
+
 class UsageError extends Error {}
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { info, forward, generate };
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  info,
+  forward,
+  generate,
+  attribute,
+  erase: edit("erase"),
+  amplify: edit("amplify"),
+};
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

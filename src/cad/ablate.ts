@@ -416,3 +416,17 @@ export async function readAblationPatch(file: SafetensorsFile): Promise<Ablation
   }
   return { entries, meta };
 }
+
+/** Applies (or with `restore`, undoes) patch entries on a model's parameters, looked up by name. */
+export function applyPatches(
+  rec: Recorder,
+  params: ReadonlyMap<string, Tensor>,
+  entries: readonly AblationPatchEntry[],
+  opts: ApplyPatchOptions = {},
+): void {
+  for (const e of entries) {
+    const p = params.get(e.name);
+    if (!p) throw new Error(`the patch names "${e.name}", which this model does not have`);
+    applyPatch(rec, p, e, opts);
+  }
+}

@@ -5,7 +5,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { readF32Checkpoint, writeCheckpoint } from "../io/checkpoint.ts";
-import { loadAblationPatch, openScores, saveAblationPatch, saveScores, writeCadReport } from "../io/cad_files.ts";
+import { openScores, saveAblationPatch, saveScores, writeCadReport } from "../io/cad_files.ts";
 import { writePng } from "../io/png.ts";
 import { progressBar } from "../io/progress.ts";
 import {
@@ -13,8 +13,8 @@ import {
   type AblationMode,
   ablationPatch,
   type AblationPatchEntry,
-  applyPatch,
-} from "./../cad/ablate.ts";
+  applyPatches,
+} from "../cad/ablate.ts";
 import { Attribution, type AttributionMode, CAD_DEFAULT_PARAMS } from "../cad/attribute.ts";
 import { attributionScores, type ScoreMeta } from "../cad/scores.ts";
 import { summarizeScores } from "../cad/report.ts";
@@ -213,19 +213,8 @@ export async function patchModel(
   restore: boolean,
 ): Promise<void> {
   const rec = pipe.ctx.recorder(restore ? "unpatch" : "patch");
-  for (const e of entries) {
-    const p = pipe.unet.params.get(e.name);
-    if (!p) throw new Error(`patch names "${e.name}", which this model does not have`);
-    applyPatch(rec, p, e, { restore });
-  }
+  applyPatches(rec, pipe.unet.params, entries, { restore });
   await rec.submit();
-}
-
-/** Loads a patch file and applies it. */
-export async function applyPatchFile(pipe: StableDiffusionPipeline, path: string): Promise<number> {
-  const patch = await loadAblationPatch(path);
-  await patchModel(pipe, patch.entries, false);
-  return patch.entries.reduce((n, e) => n + e.indices.length, 0);
 }
 
 export { CAD_DEFAULT_PARAMS };

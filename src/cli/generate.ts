@@ -11,6 +11,8 @@ import { type ProgressBar, progressBar } from "../io/progress.ts";
 import { openSafetensorsFile, writeSafetensorsFile } from "../io/safetensors_file.ts";
 import { loadPipeline, type SCHEDULER_NAMES, type StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
 import type { TensorToWrite } from "../safetensors/writer.ts";
+import { loadAblationPatch } from "../io/cad_files.ts";
+import { applyPatches } from "../cad/ablate.ts";
 
 /** Arguments of {@linkcode generateCommand}. */
 export interface GenerateArgs {
@@ -30,6 +32,8 @@ export interface GenerateArgs {
   offline?: boolean;
   quiet?: boolean;
   hooks?: Hooks;
+  /** An ablation patch (from erase/amplify) to apply after loading. */
+  patch?: string;
 }
 
 /** Reads `FILE[:TENSOR]`. */
@@ -82,6 +86,7 @@ export async function loadPipelineCli(
 export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise<string> {
   const pipe = await loadPipelineCli(ctx, a);
   try {
+    if (a.patch) await applyPatchFile(pipe, a.patch);
     const init = a.latents ? await readLatentsArg(a.latents) : undefined;
     const batch = init ? init.shape[0] : a.batch;
     const f = pipe.vaeScaleFactor;
@@ -124,4 +129,13 @@ export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise
   } finally {
     pipe.release();
   }
+}
+
+/** Loads an ablation patch and applies it to the pipeline's U-Net; returns the number of weights zeroed. */
+export async function applyPatchFile(pipe: StableDiffusionPipeline, path: string): Promise<number> {
+  const patch = await loadAblationPatch(path);
+  const rec = pipe.ctx.recorder("patch");
+  applyPatches(rec, pipe.unet.params, patch.entries);
+  await rec.submit();
+  return patch.entries.reduce((n, e) => n + e.indices.length, 0);
 }

@@ -121,7 +121,7 @@ export class Adam {
   }
 
   /** The learning rate of step t (default: the next step). */
-  lrAt(t = this.#step + 1): number {
+  lrAt(t: number = this.#step + 1): number {
     return typeof this.lr === "number" ? this.lr : this.lr(t);
   }
 

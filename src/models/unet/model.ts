@@ -295,7 +295,7 @@ class Pass {
 
   /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
   resnet(r: ResnetArch, x: Tensor, tembAct: Tensor): Tensor {
-    const rec = this.rec, P = r.path;
+    const P = r.path;
     const n1 = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
     const c1 = this.conv(`${P}.conv1`, n1);
     const t = this.linear(`${P}.time_emb_proj`, tembAct); // [B, out]
@@ -315,7 +315,7 @@ class Pass {
 
   /** Transformer2DModel: GN → proj_in → blocks → proj_out, plus the input; `.delta` is the residual update. */
   transformer(t: TransformerArch, x: Tensor, ehs: Tensor): Tensor {
-    const rec = this.rec, P = t.path;
+    const P = t.path;
     const [B, C, H, W] = x.shape;
     const inner = t.heads * t.headDim;
     const n = this.out(
@@ -363,7 +363,6 @@ class Pass {
 
   /** BasicTransformerBlock: self-attention, cross-attention and GEGLU feed-forward, each pre-norm and residual. */
   block(P: string, t: TransformerArch, h: Tensor, ehs: Tensor): Tensor {
-    const rec = this.rec;
     const ln = (name: string, x: Tensor) =>
       this.out(
         `${P}.${name}`,
