@@ -7,6 +7,7 @@
  */
 import { type Browser, chromium, type ConsoleMessage, type Page } from "playwright-core";
 import assert from "assert";
+import { findChromium } from "./_chromium.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundle } from "../scripts/bundle.ts";
@@ -47,21 +48,6 @@ interface PageResult {
   results: CheckResult[];
   ms?: number;
   error?: { name: string; message: string; stack: string };
-}
-
-/** A Chromium from CHROMIUM_PATH (only there when it is set) or from PATH. */
-async function findChromium(explicit: string | undefined): Promise<string | null> {
-  const names = ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome"];
-  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter(Boolean);
-  const candidates = explicit ? [explicit] : dirs.flatMap((d) => names.map((n) => join(d, n)));
-  for (const path of candidates) {
-    try {
-      if ((await Deno.stat(path)).isFile) return path;
-    } catch {
-      // not there; try the next one
-    }
-  }
-  return null;
 }
 
 /** Serves the page and the bundle, and nothing else, on a free port of 127.0.0.1. */

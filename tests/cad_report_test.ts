@@ -18,7 +18,7 @@ import { openScores, saveScores, writeCadReport } from "../src/io/cad_files.ts";
 import { randn } from "../src/ref/random.ts";
 import { type Browser, chromium, type Page } from "playwright-core";
 import assert from "assert";
-import { join } from "node:path";
+import { findChromium, STATIC_PAGE_ARGS } from "./_chromium.ts";
 import { pathToFileURL } from "node:url";
 
 const META: ScoreMeta = {
@@ -135,20 +135,6 @@ Deno.test("massChartSvg: one positive and one negative bar per block, heights pr
 
 // ---- the page in Chromium ----
 
-async function findChromium(): Promise<string | null> {
-  const explicit = Deno.env.get("CHROMIUM_PATH");
-  const names = ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome"];
-  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter(Boolean);
-  for (const path of explicit ? [explicit] : dirs.flatMap((d) => names.map((n) => join(d, n)))) {
-    try {
-      if ((await Deno.stat(path)).isFile) return path;
-    } catch {
-      // not there
-    }
-  }
-  return null;
-}
-
 const CI = Deno.env.get("CI") === "true";
 const chromiumPath = await findChromium();
 if (!chromiumPath && !CI) {
@@ -219,7 +205,7 @@ Deno.test({
 
       browser = await chromium.launch({
         executablePath: chromiumPath,
-        args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+        args: [...STATIC_PAGE_ARGS],
         headless: true,
         timeout: 60_000,
       });
