@@ -129,7 +129,8 @@ export async function attributeCommand(ctx: GpuContext, a: CadArgs, pipe?: Stabl
       });
       vbar.done();
       await Deno.writeTextFile(`${a.out}/faithfulness.json`, JSON.stringify(f, null, 1));
-      extra = `; faithfulness: Pearson r = ${f.pearson.toFixed(3)} over ${a.validate} random ablations`;
+      extra = `; faithfulness over ${a.validate} random ablations: Pearson r = ${f.pearson.toFixed(3)} ` +
+        `(${f.pearsonFixedBase.toFixed(3)} with ε(z, c_base) held, the stop-gradient score's own first order)`;
     }
     await writeCadReport(a.out, summary);
     ctx.release(...scores.values());

@@ -62,7 +62,7 @@ export function unary(rec: Recorder, op: UnaryOp, x: Tensor, opts: UnaryOptions 
   const overrides = { OP: OPS[op], WG };
   if (inPlace) {
     let ph = placeholders.get(rec.ctx);
-    if (!ph) placeholders.set(rec.ctx, ph = rec.ctx.tensor([1], "f32", "unary placeholder"));
+    if (!ph) placeholders.set(rec.ctx, ph = rec.ctx.persist(rec.ctx.tensor([1], "f32", "unary placeholder")));
     rec.dispatch(kernels.inplace, { read: { x: ph }, write: { out }, params, grid, overrides });
   } else {
     rec.dispatch(kernels.main, { read: { x }, write: { out }, params, grid, overrides });

@@ -90,12 +90,12 @@ export class AutoencoderKL {
   async encode(image: Tensor, opts: VAERunOptions = {}): Promise<DiagonalGaussianDistribution> {
     this.#check("encode", "image", image, this.config.inChannels);
     const pass = new Pass(this, opts);
-    const { mean, logvar } = await pass.run(async () => {
+    const [mean, logvar] = await pass.run(async () => {
       const h = await pass.encoder(whole(image));
       const m = pass.merge(pass.conv(this.arch.quantConv, h), "quant_conv");
       const r = splitMoments(pass.rec, m.parts[0]);
       return [r.mean, r.logvar];
-    }).then(([mean, logvar]) => ({ mean, logvar }));
+    });
     return new DiagonalGaussianDistribution(this.ctx, mean, logvar);
   }
 
@@ -264,11 +264,12 @@ class Pass {
     if (this.#callerRec) return;
     const all = this.ctx.endScope();
     const keep = new Set(live.parts.map((t) => t.buffer));
-    this.rec.releaseAfterSubmit(...all.filter((t) => !keep.has(t.buffer)));
-    await this.rec.submit();
-    this.rec = this.ctx.recorder("vae");
     this.ctx.beginScope();
     for (const t of all) if (keep.has(t.buffer)) this.ctx.adopt(t);
+    const done = this.rec;
+    done.releaseAfterSubmit(...all.filter((t) => !keep.has(t.buffer)));
+    this.rec = this.ctx.recorder("vae");
+    await done.submit();
   }
 
   p(name: string): Tensor {
