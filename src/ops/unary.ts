@@ -5,7 +5,6 @@
 import src from "../../kernels/unary.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/unary_bwd.wgsl" with { type: "text" };
 import geluLib from "../../kernels/_gelu.wgsl" with { type: "text" };
-import type { GpuContext } from "../gpu/context.ts";
 import { defineKernel, defineKernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { assertShape, numel, type Tensor } from "../gpu/tensor.ts";
@@ -35,7 +34,6 @@ export interface UnaryOptions {
 }
 
 // In-place dispatches bind this to the unused `x` slot (see unary.wgsl).
-const placeholders = new WeakMap<GpuContext, Tensor>();
 
 /**
  * `out = op(x)` elementwise, f32, any shape.
@@ -61,9 +59,8 @@ export function unary(rec: Recorder, op: UnaryOp, x: Tensor, opts: UnaryOptions 
   const params = { n, row: grid[0], a, b };
   const overrides = { OP: OPS[op], WG };
   if (inPlace) {
-    let ph = placeholders.get(rec.ctx);
-    if (!ph) placeholders.set(rec.ctx, ph = rec.ctx.persist(rec.ctx.tensor([1], "f32", "unary placeholder")));
-    rec.dispatch(kernels.inplace, { read: { x: ph }, write: { out }, params, grid, overrides });
+    // the parser sees `x` used (a parameter of the helpers shares its name): bind the context's placeholder
+    rec.dispatch(kernels.inplace, { read: { x: rec.ctx.placeholder }, write: { out }, params, grid, overrides });
   } else {
     rec.dispatch(kernels.main, { read: { x }, write: { out }, params, grid, overrides });
   }
