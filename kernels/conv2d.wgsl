@@ -9,16 +9,18 @@
 //   `pack`: [O, C, T] → [O, T, Cp] with C zero-padded to Cp = 4·⌈C/4⌉. Applied to w (O = Cout, T = kh·kw) and
 //      to x (O = batch, T = H·W: NCHW → NHWC), it makes K contiguous in both operands, so the GEMM can load
 //      both as vec4 (the packed input is the size of x, not an im2col matrix).
-//   v1 `naive`: one output per invocation straight from NCHW x and w (the GPU-side oracle, and the fallback).
-//   v2 `main`: the register-tiled GEMM of matmul.wgsl (16 output channels × 16 pixels per invocation, 4×4
+//   v1 `naive`: four outputs per invocation straight from NCHW x and w (the GPU-side oracle, and the fallback
+//      when Ho·Wo is not a multiple of 4).
+//   v2 `main`: the register-tiled GEMM of matmul.wgsl (32 output channels × 32 pixels per invocation, 8×8
 //      mat4x4 accumulators; see there and docs/matmul.md for why this shape suits lavapipe), with B's rows
-//      gathered from the packed input: for each of the kh·kw taps the 16 pixel addresses and padding masks
-//      are computed once, then the loop over Cin/4 loads vec4s at those addresses.
+//      gathered from the packed input: per tap, each pixel's address and padding mask are loop-invariant in
+//      the loop over Cin/4, which loads one vec4 per pixel. Stores 4 pixels at a time (Ho·Wo % 4 = 0).
 //
 // Backward (for the autodiff layer): dx is a conv of dOut with the flipped, transposed weights (a transposed
 // conv for stride 2); dw[co, ci, ky, kx] = Σ dOut · x over pixels, a GEMM with K = Ho·Wo; dbias = Σ dOut.
 
 struct Params {
+  batch: u32,
   Cin: u32,
   Cp4: u32,    // packed channels / 4
   H: u32,
@@ -31,144 +33,175 @@ struct Params {
   pl: u32,
   kh: u32,
   kw: u32,
-  count: u32,  // pack: elements to write
-  row: u32,    // pack: workgroups along x (the 1-D grid folds over x and y)
+  has_bias: u32,
+  lanes_n: u32, // main: invocations of a workgroup along the pixels (1, 2, 4 or 8); the rest go along Cout
+  count: u32,  // pack, naive: vec4s to write
+  row: u32,    // pack, naive: workgroups along x (the 1-D grid folds over x and y)
 }
-
-override HAS_BIAS: u32 = 0u;
-override WG: u32 = 8u;
 const PACK_WG = 256u;
 
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;  // pack: the tensor to pack; naive: x; main: packed x
 @group(0) @binding(1) var<storage, read> wsrc: array<vec4<f32>>; // naive: w; main: packed w
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // pack: the packed tensor; naive, main: out
+@group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>; // pack: the packed tensor; naive, main: out
 @group(0) @binding(4) var<uniform> p: Params;
 
 fn src_at(i: u32) -> f32 { return src[i >> 2u][i & 3u]; }
 fn w_at(i: u32) -> f32 { return wsrc[i >> 2u][i & 3u]; }
 
-// dst[o, t, c] = src[o, c, t] for c < C, 0 for C ≤ c < Cp. Here Cin = C, W = T (reusing the struct's fields).
+// dst[o, t, c] = src[o, c, t] for c < C, 0 for C ≤ c < Cp; one vec4 of channels per invocation. Here Cin = C and
+// W = T (reusing the struct's fields).
 @compute @workgroup_size(PACK_WG)
 fn pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * p.row + wid.x) * PACK_WG + lid;
   if (i >= p.count) { return; }
-  let Cp = p.Cp4 * 4u;
   let T = p.W;
-  let c = i % Cp;
-  let t = (i / Cp) % T;
-  let o = i / (Cp * T);
-  var v = 0.0;
-  if (c < p.Cin) { v = src_at((o * p.Cin + c) * T + t); }
+  let c = 4u * (i % p.Cp4);
+  let t = (i / p.Cp4) % T;
+  let o = i / (p.Cp4 * T);
+  var v = vec4<f32>();
+  for (var j = 0u; j < 4u; j++) {
+    if (c + j < p.Cin) { v[j] = src_at((o * p.Cin + c + j) * T + t); }
+  }
   dst[i] = v;
 }
 
-// v1: one output per invocation; grid (pixels / 64, Cout, batch).
+// v1: four consecutive outputs per invocation, counted over the whole output so that each vec4 of `dst` has one
+// owner whatever Ho·Wo is; straight from NCHW x and w; grid folded over x and y.
 @compute @workgroup_size(64)
-fn naive(@builtin(global_invocation_id) g: vec3<u32>) {
-  let pix = g.x;
-  let co = g.y;
-  let bi = g.z;
-  if (pix >= p.N || co >= p.Cout) { return; }
-  let oy = pix / p.Wo;
-  let ox = pix % p.Wo;
-  var s = 0.0;
-  for (var ci = 0u; ci < p.Cin; ci++) {
-    for (var ky = 0u; ky < p.kh; ky++) {
-      let iy = oy * p.stride + ky - p.pt; // wraps to a huge value above the image
-      if (iy >= p.H) { continue; }
-      for (var kx = 0u; kx < p.kw; kx++) {
-        let ix = ox * p.stride + kx - p.pl;
-        if (ix >= p.W) { continue; }
-        s += w_at(((co * p.Cin + ci) * p.kh + ky) * p.kw + kx) * src_at(((bi * p.Cin + ci) * p.H + iy) * p.W + ix);
+fn naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let q = (wid.y * p.row + wid.x) * 64u + lid;
+  if (q >= p.count) { return; }
+  let numel = p.batch * p.Cout * p.N;
+  var v = vec4<f32>();
+  for (var t = 0u; t < 4u; t++) {
+    let e = min(4u * q + t, numel - 1u);
+    let bi = e / (p.Cout * p.N);
+    let co = (e / p.N) % p.Cout;
+    let pix = e % p.N;
+    let oy = pix / p.Wo;
+    let ox = pix % p.Wo;
+    var s = 0.0;
+    for (var ci = 0u; ci < p.Cin; ci++) {
+      for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = oy * p.stride + ky - p.pt; // wraps to a huge value above the image
+        if (iy >= p.H) { continue; }
+        for (var kx = 0u; kx < p.kw; kx++) {
+          let ix = ox * p.stride + kx - p.pl;
+          if (ix >= p.W) { continue; }
+          s += w_at(((co * p.Cin + ci) * p.kh + ky) * p.kw + kx) * src_at(((bi * p.Cin + ci) * p.H + iy) * p.W + ix);
+        }
       }
     }
+    if (p.has_bias == 1u) { s += bias[co]; }
+    v[t] = s;
   }
-  if (HAS_BIAS == 1u) { s += bias[co]; }
-  dst[(bi * p.Cout + co) * p.N + pix] = s;
+  if (4u * q + 3u < numel) {
+    dst[q] = v;
+  } else {
+    for (var t = 0u; 4u * q + t < numel; t++) { dst[q][t] = v[t]; }
+  }
 }
 
-// v2: implicit GEMM on packed operands; grid (⌈N / (16·WG)⌉, ⌈Cout / 16⌉, batch).
-@compute @workgroup_size(WG)
+// One 4×4 block of packed weights: output channels r … r+3 (clamped to Cout: rows past it are never stored) at
+// packed k; column i is channel r+i along k.
+fn w_block(r: u32, k: u32, K4: u32) -> mat4x4<f32> {
+  let last = p.Cout - 1u;
+  return mat4x4<f32>(wsrc[min(r, last) * K4 + k], wsrc[min(r + 1u, last) * K4 + k], wsrc[min(r + 2u, last) * K4 + k],
+    wsrc[min(r + 3u, last) * K4 + k]);
+}
+
+// Channels 4·c4 … 4·c4+3 of the input under output pixel q's tap (ky, kx), or 0 in the padding. Everything but
+// c4 is invariant in the channel loop, so LLVM hoists the address arithmetic out of it.
+fn x_vec(img: u32, q: u32, ky: i32, kx: i32, c4: u32) -> vec4<f32> {
+  let pix = min(q, p.N - 1u);
+  let iy = i32((pix / p.Wo) * p.stride) - i32(p.pt) + ky;
+  let ix = i32((pix % p.Wo) * p.stride) - i32(p.pl) + kx;
+  let inside = iy >= 0 && ix >= 0 && iy < i32(p.H) && ix < i32(p.W);
+  let i = img + select(0u, (u32(iy) * p.W + u32(ix)) * p.Cp4, inside) + c4;
+  return select(vec4<f32>(), src[i], inside);
+}
+
+// One 4×4 block of the implicit im2col matrix: k = 4·c4 … +3 of tap (ky, kx), pixels q … q+3; column t is row k+t.
+fn x_block(img: u32, q: u32, ky: i32, kx: i32, c4: u32) -> mat4x4<f32> {
+  return transpose(mat4x4<f32>(x_vec(img, q, ky, kx, c4), x_vec(img, q + 1u, ky, kx, c4),
+    x_vec(img, q + 2u, ky, kx, c4), x_vec(img, q + 3u, ky, kx, c4)));
+}
+
+alias Blocks = array<mat4x4<f32>, 8>;
+
+// v2: implicit GEMM on packed operands; grid (⌈N / (32·lanes_n)⌉, ⌈Cout / (32·8/lanes_n)⌉, batch). Each
+// invocation computes 32 output channels × 32 pixels (8×8 blocks of 4×4), lanes_n invocations side by side along
+// the pixels (at 8×8 resolution, all 8 along Cout).
+@compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let Cp4 = p.Cp4;
-  let taps = p.kh * p.kw;
-  let K4 = taps * Cp4;
-  let row0 = wid.y * 16u;                  // first output channel
-  let col0 = (wid.x * WG + lid) * 16u;     // first output pixel
-  let img = wid.z * p.H * p.W * Cp4;       // this image in the packed input (vec4 units)
+  let row0 = (wid.y * (8u / p.lanes_n) + lid / p.lanes_n) * 32u;  // first output channel
+  let col0 = (wid.x * p.lanes_n + lid % p.lanes_n) * 32u;          // first output pixel
+  let img = wid.z * p.H * p.W * p.Cp4;       // this image in the packed input (vec4 units)
+  let K4 = p.kh * p.kw * p.Cp4;
 
-  // Weight rows (clamped: rows past Cout compute garbage that is never stored) and the pixels' top-left input
-  // corners (signed: padding puts them above or left of the image).
-  var ar: array<u32, 16>;
-  var iy0: array<i32, 16>;
-  var ix0: array<i32, 16>;
-  for (var i = 0u; i < 16u; i++) {
-    ar[i] = min(row0 + i, p.Cout - 1u) * K4;
-    let pix = min(col0 + i, p.N - 1u);
-    iy0[i] = i32((pix / p.Wo) * p.stride) - i32(p.pt);
-    ix0[i] = i32((pix % p.Wo) * p.stride) - i32(p.pl);
-  }
-
-  var acc00 = mat4x4<f32>(); var acc01 = mat4x4<f32>(); var acc02 = mat4x4<f32>(); var acc03 = mat4x4<f32>();
-  var acc10 = mat4x4<f32>(); var acc11 = mat4x4<f32>(); var acc12 = mat4x4<f32>(); var acc13 = mat4x4<f32>();
-  var acc20 = mat4x4<f32>(); var acc21 = mat4x4<f32>(); var acc22 = mat4x4<f32>(); var acc23 = mat4x4<f32>();
-  var acc30 = mat4x4<f32>(); var acc31 = mat4x4<f32>(); var acc32 = mat4x4<f32>(); var acc33 = mat4x4<f32>();
-
-  for (var tap = 0u; tap < taps; tap++) {
+  var c0: Blocks; var c1: Blocks; var c2: Blocks; var c3: Blocks;
+  var c4: Blocks; var c5: Blocks; var c6: Blocks; var c7: Blocks;
+  for (var tap = 0u; tap < p.kh * p.kw; tap++) {
     let ky = i32(tap / p.kw);
     let kx = i32(tap % p.kw);
-    // Packed-input address of each pixel's tap, and whether it falls inside the image (else it reads 0).
-    var bc: array<u32, 16>;
-    var inb: array<bool, 16>;
-    for (var j = 0u; j < 16u; j++) {
-      let iy = iy0[j] + ky;
-      let ix = ix0[j] + kx;
-      inb[j] = iy >= 0 && ix >= 0 && iy < i32(p.H) && ix < i32(p.W);
-      bc[j] = img + select(0u, (u32(iy) * p.W + u32(ix)) * Cp4, inb[j]);
-    }
-    let wk = tap * Cp4;
-    for (var c4 = 0u; c4 < Cp4; c4++) {
-      let k = wk + c4;
-      let am0 = mat4x4<f32>(wsrc[ar[0] + k], wsrc[ar[1] + k], wsrc[ar[2] + k], wsrc[ar[3] + k]);
-      let am1 = mat4x4<f32>(wsrc[ar[4] + k], wsrc[ar[5] + k], wsrc[ar[6] + k], wsrc[ar[7] + k]);
-      let am2 = mat4x4<f32>(wsrc[ar[8] + k], wsrc[ar[9] + k], wsrc[ar[10] + k], wsrc[ar[11] + k]);
-      let am3 = mat4x4<f32>(wsrc[ar[12] + k], wsrc[ar[13] + k], wsrc[ar[14] + k], wsrc[ar[15] + k]);
-      let bm0 = transpose(mat4x4<f32>(x_at(bc[0] + c4, inb[0]), x_at(bc[1] + c4, inb[1]),
-        x_at(bc[2] + c4, inb[2]), x_at(bc[3] + c4, inb[3])));
-      let bm1 = transpose(mat4x4<f32>(x_at(bc[4] + c4, inb[4]), x_at(bc[5] + c4, inb[5]),
-        x_at(bc[6] + c4, inb[6]), x_at(bc[7] + c4, inb[7])));
-      let bm2 = transpose(mat4x4<f32>(x_at(bc[8] + c4, inb[8]), x_at(bc[9] + c4, inb[9]),
-        x_at(bc[10] + c4, inb[10]), x_at(bc[11] + c4, inb[11])));
-      let bm3 = transpose(mat4x4<f32>(x_at(bc[12] + c4, inb[12]), x_at(bc[13] + c4, inb[13]),
-        x_at(bc[14] + c4, inb[14]), x_at(bc[15] + c4, inb[15])));
-      acc00 += bm0 * am0; acc01 += bm1 * am0; acc02 += bm2 * am0; acc03 += bm3 * am0;
-      acc10 += bm0 * am1; acc11 += bm1 * am1; acc12 += bm2 * am1; acc13 += bm3 * am1;
-      acc20 += bm0 * am2; acc21 += bm1 * am2; acc22 += bm2 * am2; acc23 += bm3 * am2;
-      acc30 += bm0 * am3; acc31 += bm1 * am3; acc32 += bm2 * am3; acc33 += bm3 * am3;
+    for (var ch = 0u; ch < p.Cp4; ch++) {
+      let k = tap * p.Cp4 + ch;
+      let x0 = w_block(row0, k, K4); let x1 = w_block(row0 + 4u, k, K4);
+      let x2 = w_block(row0 + 8u, k, K4); let x3 = w_block(row0 + 12u, k, K4);
+      let x4 = w_block(row0 + 16u, k, K4); let x5 = w_block(row0 + 20u, k, K4);
+      let x6 = w_block(row0 + 24u, k, K4); let x7 = w_block(row0 + 28u, k, K4);
+      let y0 = x_block(img, col0, ky, kx, ch); let y1 = x_block(img, col0 + 4u, ky, kx, ch);
+      let y2 = x_block(img, col0 + 8u, ky, kx, ch); let y3 = x_block(img, col0 + 12u, ky, kx, ch);
+      let y4 = x_block(img, col0 + 16u, ky, kx, ch); let y5 = x_block(img, col0 + 20u, ky, kx, ch);
+      let y6 = x_block(img, col0 + 24u, ky, kx, ch); let y7 = x_block(img, col0 + 28u, ky, kx, ch);
+      c0[0] += y0 * x0; c0[1] += y1 * x0; c0[2] += y2 * x0; c0[3] += y3 * x0;
+      c0[4] += y4 * x0; c0[5] += y5 * x0; c0[6] += y6 * x0; c0[7] += y7 * x0;
+      c1[0] += y0 * x1; c1[1] += y1 * x1; c1[2] += y2 * x1; c1[3] += y3 * x1;
+      c1[4] += y4 * x1; c1[5] += y5 * x1; c1[6] += y6 * x1; c1[7] += y7 * x1;
+      c2[0] += y0 * x2; c2[1] += y1 * x2; c2[2] += y2 * x2; c2[3] += y3 * x2;
+      c2[4] += y4 * x2; c2[5] += y5 * x2; c2[6] += y6 * x2; c2[7] += y7 * x2;
+      c3[0] += y0 * x3; c3[1] += y1 * x3; c3[2] += y2 * x3; c3[3] += y3 * x3;
+      c3[4] += y4 * x3; c3[5] += y5 * x3; c3[6] += y6 * x3; c3[7] += y7 * x3;
+      c4[0] += y0 * x4; c4[1] += y1 * x4; c4[2] += y2 * x4; c4[3] += y3 * x4;
+      c4[4] += y4 * x4; c4[5] += y5 * x4; c4[6] += y6 * x4; c4[7] += y7 * x4;
+      c5[0] += y0 * x5; c5[1] += y1 * x5; c5[2] += y2 * x5; c5[3] += y3 * x5;
+      c5[4] += y4 * x5; c5[5] += y5 * x5; c5[6] += y6 * x5; c5[7] += y7 * x5;
+      c6[0] += y0 * x6; c6[1] += y1 * x6; c6[2] += y2 * x6; c6[3] += y3 * x6;
+      c6[4] += y4 * x6; c6[5] += y5 * x6; c6[6] += y6 * x6; c6[7] += y7 * x6;
+      c7[0] += y0 * x7; c7[1] += y1 * x7; c7[2] += y2 * x7; c7[3] += y3 * x7;
+      c7[4] += y4 * x7; c7[5] += y5 * x7; c7[6] += y6 * x7; c7[7] += y7 * x7;
     }
   }
-
   let o = wid.z * p.Cout * p.N;
-  store_block(acc00, acc01, acc02, acc03, o, row0, col0);
-  store_block(acc10, acc11, acc12, acc13, o, row0 + 4u, col0);
-  store_block(acc20, acc21, acc22, acc23, o, row0 + 8u, col0);
-  store_block(acc30, acc31, acc32, acc33, o, row0 + 12u, col0);
+  store_rows(c0, lid, o, row0, col0); store_rows(c1, lid, o, row0 + 4u, col0);
+  store_rows(c2, lid, o, row0 + 8u, col0); store_rows(c3, lid, o, row0 + 12u, col0);
+  store_rows(c4, lid, o, row0 + 16u, col0); store_rows(c5, lid, o, row0 + 20u, col0);
+  store_rows(c6, lid, o, row0 + 24u, col0); store_rows(c7, lid, o, row0 + 28u, col0);
 }
 
-fn x_at(i: u32, inside: bool) -> vec4<f32> { return select(vec4<f32>(), src[i], inside); }
+// 4 output channels × 32 pixels per invocation, staged in workgroup memory so that the guarded copy is one small
+// loop (see store_rows in matmul.wgsl for why).
+var<workgroup> stage: array<vec4<f32>, 256>;
 
-// Stores 4 output channels × 16 pixels, skipping what falls outside (dynamic loop bounds: see matmul.wgsl).
-fn store_block(c0: mat4x4<f32>, c1: mat4x4<f32>, c2: mat4x4<f32>, c3: mat4x4<f32>, o: u32, row: u32, col: u32) {
-  let blocks = array<mat4x4<f32>, 4>(c0, c1, c2, c3);
+fn store_rows(c: Blocks, lid: u32, o: u32, row: u32, col: u32) {
+  let s = lid * 32u;
+  stage[s] = c[0][0]; stage[s + 1u] = c[1][0]; stage[s + 2u] = c[2][0]; stage[s + 3u] = c[3][0];
+  stage[s + 4u] = c[4][0]; stage[s + 5u] = c[5][0]; stage[s + 6u] = c[6][0]; stage[s + 7u] = c[7][0];
+  stage[s + 8u] = c[0][1]; stage[s + 9u] = c[1][1]; stage[s + 10u] = c[2][1]; stage[s + 11u] = c[3][1];
+  stage[s + 12u] = c[4][1]; stage[s + 13u] = c[5][1]; stage[s + 14u] = c[6][1]; stage[s + 15u] = c[7][1];
+  stage[s + 16u] = c[0][2]; stage[s + 17u] = c[1][2]; stage[s + 18u] = c[2][2]; stage[s + 19u] = c[3][2];
+  stage[s + 20u] = c[4][2]; stage[s + 21u] = c[5][2]; stage[s + 22u] = c[6][2]; stage[s + 23u] = c[7][2];
+  stage[s + 24u] = c[0][3]; stage[s + 25u] = c[1][3]; stage[s + 26u] = c[2][3]; stage[s + 27u] = c[3][3];
+  stage[s + 28u] = c[4][3]; stage[s + 29u] = c[5][3]; stage[s + 30u] = c[6][3]; stage[s + 31u] = c[7][3];
   let rows = select(0u, min(4u, p.Cout - row), row < p.Cout);
-  let cols = select(0u, min(16u, p.N - col), col < p.N);
+  let cols = select(0u, min(32u, p.N - col), col < p.N);
   for (var i = 0u; i < rows; i++) {
     var b = 0.0;
-    if (HAS_BIAS == 1u) { b = bias[row + i]; }
-    let base = o + (row + i) * p.N + col;
-    for (var j = 0u; j < cols; j++) {
-      dst[base + j] = blocks[j / 4u][i][j % 4u] + b;
+    if (p.has_bias == 1u) { b = bias[row + i]; }
+    let base = (o + (row + i) * p.N + col) / 4u;
+    for (var q = 0u; q < cols / 4u; q++) {
+      dst[base + q] = stage[s + i * 8u + q] + b;
     }
   }
 }

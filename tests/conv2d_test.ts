@@ -14,14 +14,17 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { x: [1, 5, 9, 13], w: [7, 5, 3, 3], padding: 1, bias: true }, // odd channels, H ≠ W
-  { x: [2, 5, 9, 13], w: [7, 5, 3, 3], stride: 2, padding: 1 },
+  { x: [1, 5, 9, 12], w: [7, 5, 3, 3], padding: 1, bias: true }, // odd channels, H ≠ W
+  { x: [2, 5, 9, 15], w: [7, 5, 3, 3], stride: 2, padding: 1 },
   { x: [1, 8, 9, 13], w: [6, 8, 3, 3], stride: 2, padding: [0, 1, 0, 1], bias: true }, // VAE downsampler
-  { x: [2, 3, 11, 7], w: [20, 3, 3, 3] }, // no padding, Cout over one 16-channel tile
-  { x: [2, 5, 9, 13], w: [7, 5, 1, 1], bias: true }, // 1×1 through the packed path (Cin odd)
+  { x: [2, 3, 10, 7], w: [20, 3, 3, 3] }, // no padding, Cin = 3 packed to 4
+  { x: [2, 5, 9, 12], w: [7, 5, 1, 1], bias: true }, // 1×1 through the packed path (Cin odd)
   { x: [2, 8, 6, 10], w: [12, 8, 1, 1], bias: true }, // 1×1 as a plain matmul
-  { x: [1, 4, 5, 6], w: [3, 4, 1, 1], stride: 2 },
-  { x: [1, 12, 20, 19], w: [9, 12, 3, 3], padding: [2, 0, 1, 3], bias: true }, // uneven padding, 2 pixel tiles
+  { x: [1, 4, 8, 6], w: [3, 4, 1, 1], stride: 2 },
+  { x: [1, 12, 20, 19], w: [9, 12, 3, 3], padding: [2, 0, 1, 3], bias: true }, // uneven padding, 4 pixel tiles
+  { x: [2, 6, 5, 8], w: [70, 6, 3, 3], padding: 1, bias: true }, // Cout spans two workgroups
+  { x: [1, 4, 4, 5], w: [300, 4, 3, 3], padding: 1, bias: true }, // 20 pixels: all 8 invocations along Cout
+  { x: [2, 5, 9, 13], w: [7, 5, 3, 3], padding: 1, bias: true }, // Ho·Wo = 117, odd: "auto" takes the naive kernel
 ];
 
 for (const c of cases) {
@@ -43,7 +46,7 @@ for (const c of cases) {
 }
 
 gpuTest("conv2d releases its packing scratch after submit", async (ctx) => {
-  const tx = ctx.upload(randn(2 * 5 * 6 * 7, 1), [2, 5, 6, 7]), tw = ctx.upload(randn(3 * 5 * 9, 2), [3, 5, 3, 3]);
+  const tx = ctx.upload(randn(2 * 5 * 6 * 8, 1), [2, 5, 6, 8]), tw = ctx.upload(randn(3 * 5 * 9, 2), [3, 5, 3, 3]);
   const before = ctx.memory.current;
   const rec = ctx.recorder();
   const out = conv2d(rec, tx, tw, { padding: 1 });
@@ -62,4 +65,5 @@ gpuTest("conv2d error messages name both shapes", (ctx) => {
   assert.throws(() => conv2d(rec, ctx.tensor([1, 5, 2, 2]), w5), /larger than x \[1,5,2,2\]/);
   assert.throws(() => conv2d(rec, x, w5, { stride: 3 as 1 }), /stride 3/);
   assert.throws(() => conv2d(rec, x, w5, { padding: [1, 1] as unknown as number }), /padding \[1,1\]/);
+  assert.throws(() => conv2d(rec, ctx.tensor([1, 5, 9, 13]), w5, { padding: 1, kernel: "tiled" }), /9·13/);
 });

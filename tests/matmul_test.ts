@@ -29,7 +29,11 @@ const cases: Case[] = [
   { a: [1, 128], b: [96, 128], transB: true, bias: true, act: "silu" }, // M = 1
   { a: [2, 20, 24], b: [24, 36], bias: true, biasPerRow: true }, // per-row bias (1×1 conv)
   { a: [2, 1, 9, 12], b: [3, 12, 8] }, // batch dims broadcast both ways
+  { a: [2, 7, 36], b: [2, 7, 136], transA: true, kernel: "tiled" }, // Aᵀ·B (weight gradient) with K % 4 ≠ 0
   { a: [33, 40], b: [40, 132], bias: true, act: "gelu", kernel: "tiled" }, // N spans two workgroups
+  { a: [200, 8], b: [60, 8], transB: true, bias: true, kernel: "tiled" }, // workgroup of 4×2 invocations
+  { a: [20, 8], b: [8, 520], kernel: "tiled" }, // 1×8 invocations
+  { a: [300, 8], b: [8, 20], kernel: "tiled" }, // 8×1 invocations
 ];
 
 for (const c of cases) {
@@ -96,7 +100,7 @@ gpuTest("matmul error messages name both shapes", (ctx) => {
   const a = ctx.tensor([4, 6]), b = ctx.tensor([5, 8]), w = ctx.tensor([8, 6]), odd = ctx.tensor([6, 7]);
   assert.throws(() => matmul(rec, a, b), /a \[4,6\] has K=6, b \[5,8\] has K=5/);
   assert.throws(() => matmul(rec, a, w, { transB: true, bias: b }), /bias.*\[5,8\]/);
-  assert.throws(() => matmul(rec, a, odd, { kernel: "tiled" }), /multiples of 4.*\[4,6\].*\[6,7\]/);
+  assert.throws(() => matmul(rec, a, odd, { kernel: "tiled" }), /needs K, N to be multiples of 4.*\[4,6\].*\[6,7\]/);
   assert.throws(() => matmul(rec, ctx.tensor([2, 4, 6]), ctx.tensor([3, 6, 8])), /\[2\] and \[3\] do not broadcast/);
   assert.throws(() => matmul(rec, ctx.tensor([6]), w), /rank ≥ 2/);
   assert.throws(() => matmul(rec, a, w, { transB: true, act: "relu" as Activation }), /unknown activation "relu"/);

@@ -6,11 +6,9 @@ import src from "../../kernels/conv2d.wgsl" with { type: "text" };
 import { defineKernels } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, type Tensor } from "../gpu/tensor.ts";
-import { matmul } from "./matmul.ts";
+import { laneSplit, matmul } from "./matmul.ts";
 
 const kernels = defineKernels("conv2d.wgsl", src, ["main", "naive", "pack"]);
-const TILE = 16;
-const WG = 8;
 const PACK_WG = 256;
 
 /** Which kernel computes the convolution. */
@@ -26,7 +24,10 @@ export interface Conv2dOptions {
   padding?: number | readonly [number, number, number, number];
   /** Write here instead of allocating; shape [B, Cout, Ho, Wo]. */
   out?: Tensor;
-  /** "auto" (default): the tiled implicit GEMM (a plain GEMM for 1×1 convs when it can); "naive": the oracle. */
+  /**
+   * "auto" (default): the tiled implicit GEMM (a plain GEMM for 1×1 convs when it can), or the naive kernel when
+   * Ho·Wo is not a multiple of 4; "naive": the oracle.
+   */
   kernel?: Conv2dKernel;
 }
 
@@ -78,7 +79,8 @@ export function planConv2d(
 /**
  * `out = conv2d(x, w) + bias`, x [B, Cin, H, W], w [Cout, Cin, kh, kw] → [B, Cout, Ho, Wo]. f32.
  * Records two small packing dispatches (w and x to channel-last, with scratch released after submit) and the
- * GEMM; a 1×1, stride-1, unpadded conv is one plain matmul instead.
+ * GEMM; a 1×1, stride-1, unpadded conv is one plain matmul instead. Outputs whose Ho·Wo is not a multiple of 4
+ * take the naive kernel (correct, ~20× slower).
  *
  * ```ts
  * // the VAE encoder's downsampler: pad right and bottom by one, then 3×3 stride 2
@@ -100,22 +102,29 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   const N = Ho * Wo;
   const kernel = opts.kernel ?? "auto";
   const bias = opts.bias ?? x;
-  const overrides = { HAS_BIAS: +(opts.bias !== undefined) };
-  const base = { Cin, H, W, Wo, Cout, N, stride, pt: pad[0], pl: pad[2], kh, kw };
+  const has_bias = +(opts.bias !== undefined);
+  const base = { batch: B, Cin, H, W, Wo, Cout, N, stride, pt: pad[0], pl: pad[2], kh, kw, has_bias, lanes_n: 0 };
   const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
 
-  if (kernel === "naive") {
+  // The tiled kernels store 4 pixels at a time along each output row of Ho·Wo pixels.
+  if (kernel === "tiled" && N % 4 !== 0) {
+    throw new RangeError(
+      `conv2d: the tiled kernel needs Ho·Wo = ${Ho}·${Wo} to be a multiple of 4 (x ${fmtShape(x.shape)})`,
+    );
+  }
+  if (kernel === "naive" || N % 4 !== 0) {
+    const count = Math.ceil(B * Cout * N / 4);
+    const grid = grid1d(Math.ceil(count / 64), maxDim);
     rec.dispatch(kernels.naive, {
       read: { src: x, wsrc: w, bias },
       write: { dst: out },
-      params: { ...base, Cp4: 0, count: 0, row: 0 },
-      grid: checkGrid([Math.ceil(N / 64), Cout, B], maxDim, x, w),
-      overrides,
+      params: { ...base, Cp4: 0, count, row: grid[0] },
+      grid,
     });
     return out;
   }
   // 1×1, stride 1, no padding: out[b] = w[Cout, Cin] @ x[b] viewed as [Cin, H·W].
-  if (kh === 1 && kw === 1 && stride === 1 && pad.every((v) => v === 0) && Cin % 4 === 0 && N % 4 === 0) {
+  if (kh === 1 && kw === 1 && stride === 1 && pad.every((v) => v === 0) && Cin % 4 === 0) {
     const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
     const o = view(out, [B, Cout, N]);
     matmul(rec, view(w, [Cout, Cin]), view(x, [B, Cin, N]), { bias: opts.bias, biasPerRow: true, out: o });
@@ -125,26 +134,25 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   const Cp4 = Math.ceil(Cin / 4);
   const pack = (t: Tensor, outer: number, T: number, label: string): Tensor => {
     const packed = rec.ctx.tensor([outer, T, 4 * Cp4], "f32", label);
-    const count = outer * T * 4 * Cp4;
+    const count = outer * T * Cp4;
     const grid = grid1d(Math.ceil(count / PACK_WG), maxDim);
     rec.dispatch(kernels.pack, {
       read: { src: t, wsrc: t, bias: t },
       write: { dst: packed },
       params: { ...base, Cin, Cp4, W: T, count, row: grid[0] },
       grid,
-      overrides: { HAS_BIAS: 0 },
     });
     rec.releaseAfterSubmit(packed);
     return packed;
   };
   const wp = pack(w, Cout, kh * kw, "conv2d packed w");
   const xp = pack(x, B, H * W, "conv2d packed x");
+  const split = laneSplit(Cout, N);
   rec.dispatch(kernels.main, {
     read: { src: xp, wsrc: wp, bias },
     write: { dst: out },
-    params: { ...base, Cp4, count: 0, row: 0 },
-    grid: checkGrid([Math.ceil(N / (TILE * WG)), Math.ceil(Cout / TILE), B], maxDim, x, w),
-    overrides: { ...overrides, WG },
+    params: { ...base, Cp4, count: 0, row: 0, lanes_n: split.lanesN },
+    grid: checkGrid([...split.grid, B], maxDim, x, w),
   });
   return out;
 }

@@ -5,13 +5,11 @@
  */
 import src from "../../kernels/matmul.wgsl" with { type: "text" };
 import { defineKernels } from "../gpu/kernel.ts";
-import type { Recorder } from "../gpu/recorder.ts";
+import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { broadcastShapes, broadcastStrides, padShape } from "./_shape.ts";
 
 const kernels = defineKernels("matmul.wgsl", src, ["main", "naive"]);
-/** Output rows × columns one workgroup of the tiled kernel computes (8 invocations of 32×32, 2 by 4). */
-const WG_TILE_M = 64, WG_TILE_N = 128;
 const ACTS = { none: 0, silu: 1, gelu: 2, quick_gelu: 3 } as const;
 
 /** Activation applied in the epilogue. `gelu` is the exact (erf) form; `quick_gelu` is x·σ(1.702x) (CLIP). */
@@ -120,20 +118,23 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
     bshape = [1, 1, 1, 1];
   }
   const batches = numel(bshape);
-  // The tiled kernel steps K four at a time on both operands (vec4 columns or 4-row groups), so K % 4 = 0 always.
-  const vec4ok = K % 4 === 0 && (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0;
+  // vec4 loads along each operand's contiguous dim and vec4 stores along N; the k loop steps by 4, and only the
+  // Aᵀ·B layout (where neither operand is loaded along K) zeroes a ragged last step, so the other three need K % 4 = 0.
+  const vec4ok = (transA ? M : K) % 4 === 0 && (transB ? K : N) % 4 === 0 && N % 4 === 0 &&
+    (K % 4 === 0 || (transA && !transB));
   const choice = opts.kernel ?? "auto";
   if (choice === "tiled" && !vec4ok) {
     throw new RangeError(
-      `matmul: the tiled kernel needs K${transA ? ", M" : ""}${transB ? "" : ", N"} to be multiples of 4 ` +
+      `matmul: the tiled kernel needs ${tiledNeeds(transA, transB)} to be multiples of 4 ` +
         `(a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)})`,
     );
   }
   const tiled = choice === "tiled" || (choice === "auto" && vec4ok);
-  const grid: [number, number, number] = tiled
-    ? [Math.ceil(N / WG_TILE_N), Math.ceil(M / WG_TILE_M), batches]
-    : [Math.ceil(N / 8), Math.ceil(M / 8), batches];
   const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const split = laneSplit(M, N);
+  const grid: [number, number, number] = tiled
+    ? [split.grid[0], split.grid[1], batches]
+    : grid1d(Math.ceil(numel(plan.shape) / 4 / 64), maxDim);
   if (grid.some((g) => g > maxDim)) {
     throw new RangeError(`matmul: a ${fmtShape(a.shape)} @ b ${fmtShape(b.shape)} needs grid [${grid}]; max ${maxDim}`);
   }
@@ -147,6 +148,8 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
       alpha: opts.alpha ?? 1,
       act: ACTS[act],
       bias_mode: opts.bias ? (perRow ? 2 : 1) : 0,
+      lanes_n: split.lanesN,
+      wgx: grid[0],
       bshape,
       sa,
       sb,
@@ -155,4 +158,24 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
     overrides: { TRANS_A: +transA, TRANS_B: +transB },
   });
   return out;
+}
+
+/** The dimensions the tiled kernel needs to be multiples of 4, for the error message. */
+function tiledNeeds(transA: boolean, transB: boolean): string {
+  const dims = [transA && !transB ? "" : "K", transA ? "M" : "", "N"].filter((d) => d);
+  return dims.join(", ");
+}
+
+/**
+ * How the 8 invocations (32×32 outputs each) of a tiled matmul or conv2d workgroup split between M and N: the
+ * split with the fewest workgroups, i.e. the least padding (4 along N on ties). Returns lanes along N and the
+ * workgroup grid [along N, along M].
+ */
+export function laneSplit(M: number, N: number): { lanesN: number; grid: [number, number] } {
+  let best = { lanesN: 0, grid: [0, 0] as [number, number] };
+  for (const lanesN of [4, 8, 2, 1]) {
+    const grid: [number, number] = [Math.ceil(N / (32 * lanesN)), Math.ceil(M / (32 * (8 / lanesN)))];
+    if (!best.lanesN || grid[0] * grid[1] < best.grid[0] * best.grid[1]) best = { lanesN, grid };
+  }
+  return best;
 }
