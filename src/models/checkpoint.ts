@@ -3,7 +3,10 @@
  * uploaded: every missing, unexpected and mis-shaped tensor is listed in one error.
  * @module
  */
-import { fmtShape } from "../gpu/tensor.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { fmtShape, type Tensor } from "../gpu/tensor.ts";
+import type { SafetensorsFile } from "../safetensors/reader.ts";
+import { fill } from "../ops/fill.ts";
 
 /** Thrown when a checkpoint does not fit its config. */
 export class CheckpointError extends Error {
@@ -51,4 +54,77 @@ export function checkCheckpoint(
     lines.push(`  mis-shaped: ${s.name} has shape ${fmtShape(s.found)}, config expects ${fmtShape(s.expected)}`);
   }
   throw new CheckpointError(lines.join("\n"));
+}
+
+/** Named tensors to build a model from (a checkpoint file, a fixture, or anything that can read by name). */
+export interface TensorSource {
+  /** For messages. */
+  readonly name: string;
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
+  readF32(name: string): Promise<Float32Array>;
+}
+
+/** The tensors of a safetensors file whose names start with `prefix` (the prefix is stripped). */
+export function safetensorsSource(st: SafetensorsFile, prefix = ""): TensorSource {
+  const shapes = new Map<string, readonly number[]>();
+  for (const n of st.names) if (n.startsWith(prefix)) shapes.set(n.slice(prefix.length), st.info(n).shape);
+  return { name: st.name, shapes, readF32: (n) => st.readF32(prefix + n) };
+}
+
+/**
+ * Checks every name and shape of `source` against `expected`, then uploads the tensors one at a time (f32);
+ * on failure, whatever was uploaded is released.
+ */
+export async function uploadChecked(
+  ctx: GpuContext,
+  what: string,
+  expected: Map<string, number[]>,
+  source: TensorSource,
+  onProgress?: (done: number, total: number, name: string) => void,
+): Promise<Map<string, Tensor>> {
+  checkCheckpoint(what, source.name, expected, source.shapes);
+  const params = new Map<string, Tensor>();
+  let done = 0;
+  try {
+    for (const [name, shape] of expected) {
+      params.set(name, ctx.upload(await source.readF32(name), shape, "f32", name));
+      onProgress?.(++done, expected.size, name);
+    }
+  } catch (e) {
+    for (const t of params.values()) ctx.release(t);
+    throw e;
+  }
+  return params;
+}
+
+/**
+ * Seeded random weights filled on the GPU, for benchmarks and model-sized tests: biases 0, norm weights 1, other
+ * weights N(0, 1/fan_in) so activations keep a sane scale.
+ */
+export async function randomParams(
+  ctx: GpuContext,
+  shapes: Map<string, number[]>,
+  seed = 0,
+): Promise<Map<string, Tensor>> {
+  const params = new Map<string, Tensor>();
+  let i = 0;
+  try {
+    for (const [name, shape] of shapes) {
+      const t = ctx.tensor(shape, "f32", name);
+      params.set(name, t);
+      const rec = ctx.recorder("random weights");
+      if (name.endsWith(".bias")) fill(rec, t, { value: 0 });
+      else if (/norm[^.]*\.weight$/.test(name)) fill(rec, t, { value: 1 });
+      else {
+        const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+        fill(rec, t, { normal: [0, 1 / Math.sqrt(fanIn)], seed: (seed * 7919 + i++) >>> 0 });
+      }
+      await rec.submit(); // one tensor per submit: model-sized fills stay within the driver's timeouts
+    }
+  } catch (e) {
+    for (const t of params.values()) ctx.release(t);
+    throw e;
+  }
+  await ctx.sync();
+  return params;
 }

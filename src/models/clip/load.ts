@@ -10,7 +10,7 @@ import type { Tensor } from "../../gpu/tensor.ts";
 import { uploadRowShards } from "../../ops/embedding.ts";
 import { checkCheckpoint } from "../checkpoint.ts";
 import { type ModelFiles, openFirst, readJson } from "../files.ts";
-import { safetensorsSource, type TensorSource } from "../unet/load.ts";
+import { safetensorsSource, type TensorSource } from "../checkpoint.ts";
 import { CLIP_IGNORED_TENSORS, clipModelParamShapes, clipTextParamShapes } from "./arch.ts";
 import { type ClipConfig, type ClipTextConfig, parseClipConfig, parseClipTextConfig } from "./config.ts";
 import { ClipModel } from "./score.ts";

@@ -4,21 +4,12 @@
  * @module
  */
 import type { GpuContext } from "../../gpu/context.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import type { SafetensorsFile } from "../../safetensors/reader.ts";
-import { checkCheckpoint } from "../checkpoint.ts";
+import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
+export { safetensorsSource, type TensorSource };
 import { type ModelFiles, openFirst, readJson } from "../files.ts";
 import { unetArch, unetParamShapes } from "./arch.ts";
 import { parseUNetConfig, type UNetConfig } from "./config.ts";
 import { UNet2DConditionModel } from "./model.ts";
-
-/** Named tensors to build a model from. */
-export interface TensorSource {
-  /** For messages. */
-  readonly name: string;
-  readonly shapes: ReadonlyMap<string, readonly number[]>;
-  readF32(name: string): Promise<Float32Array>;
-}
 
 /** Options of {@linkcode loadUNet}. */
 export interface LoadUNetOptions {
@@ -28,13 +19,6 @@ export interface LoadUNetOptions {
   variant?: string;
   /** Called after each tensor is uploaded. */
   onProgress?: (done: number, total: number, name: string) => void;
-}
-
-/** The tensors of a safetensors file whose names start with `prefix` (the prefix is stripped). */
-export function safetensorsSource(st: SafetensorsFile, prefix = ""): TensorSource {
-  const shapes = new Map<string, readonly number[]>();
-  for (const n of st.names) if (n.startsWith(prefix)) shapes.set(n.slice(prefix.length), st.info(n).shape);
-  return { name: st.name, shapes, readF32: (n) => st.readF32(prefix + n) };
 }
 
 /** Loads the U-Net of a diffusers folder. */
@@ -65,18 +49,6 @@ export async function unetFromSource(
   onProgress?: (done: number, total: number, name: string) => void,
 ): Promise<UNet2DConditionModel> {
   const arch = unetArch(config);
-  const expected = unetParamShapes(arch);
-  checkCheckpoint("U-Net", source.name, expected, source.shapes);
-  const params = new Map<string, Tensor>();
-  let done = 0;
-  try {
-    for (const [name, shape] of expected) {
-      params.set(name, ctx.upload(await source.readF32(name), shape, "f32", name));
-      onProgress?.(++done, expected.size, name);
-    }
-  } catch (e) {
-    for (const t of params.values()) ctx.release(t);
-    throw e;
-  }
+  const params = await uploadChecked(ctx, "U-Net", unetParamShapes(arch), source, onProgress);
   return new UNet2DConditionModel(ctx, arch, params);
 }

@@ -4,8 +4,7 @@
  * @module
  */
 import type { GpuContext } from "../../gpu/context.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import { fill } from "../../ops/fill.ts";
+import { randomParams } from "../checkpoint.ts";
 import { unetArch, unetParamShapes } from "./arch.ts";
 import type { UNetConfig } from "./config.ts";
 import { UNet2DConditionModel } from "./model.ts";
@@ -13,26 +12,5 @@ import { UNet2DConditionModel } from "./model.ts";
 /** Builds the U-Net of `config` with random weights from `seed`. */
 export async function randomUNet(ctx: GpuContext, config: UNetConfig, seed = 0): Promise<UNet2DConditionModel> {
   const arch = unetArch(config);
-  const params = new Map<string, Tensor>();
-  let i = 0;
-  try {
-    for (const [name, shape] of unetParamShapes(arch)) {
-      const t = ctx.tensor(shape, "f32", name);
-      params.set(name, t);
-      const rec = ctx.recorder("random weights");
-      const isNorm = /norm[^.]*\.weight$/.test(name);
-      if (name.endsWith(".bias")) fill(rec, t, { value: 0 });
-      else if (isNorm) fill(rec, t, { value: 1 });
-      else {
-        const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-        fill(rec, t, { normal: [0, 1 / Math.sqrt(fanIn)], seed: (seed * 7919 + i++) >>> 0 });
-      }
-      await rec.submit();
-    }
-  } catch (e) {
-    for (const t of params.values()) ctx.release(t);
-    throw e;
-  }
-  await ctx.sync();
-  return new UNet2DConditionModel(ctx, arch, params);
+  return new UNet2DConditionModel(ctx, arch, await randomParams(ctx, unetParamShapes(arch), seed));
 }

@@ -7,10 +7,8 @@
  * @module
  */
 import type { GpuContext } from "../../gpu/context.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import { checkCheckpoint } from "../checkpoint.ts";
 import { type ModelFiles, openFirst, readJson } from "../files.ts";
-import { safetensorsSource, type TensorSource } from "../unet/load.ts";
+import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
 import { vaeArch, vaeParamShapes } from "./arch.ts";
 import { parseVAEConfig, type VAEConfig } from "./config.ts";
 import { AutoencoderKL } from "./model.ts";
@@ -82,17 +80,6 @@ export async function vaeFromSource(
   const arch = vaeArch(config);
   const expected = vaeParamShapes(arch);
   const src = withCurrentAttentionNames(source);
-  checkCheckpoint("VAE", source.name, expected, src.shapes);
-  const params = new Map<string, Tensor>();
-  let done = 0;
-  try {
-    for (const [name, shape] of expected) {
-      params.set(name, ctx.upload(await src.readF32(name), shape, "f32", name));
-      onProgress?.(++done, expected.size, name);
-    }
-  } catch (e) {
-    for (const t of params.values()) ctx.release(t);
-    throw e;
-  }
+  const params = await uploadChecked(ctx, "VAE", expected, { ...src, name: source.name }, onProgress);
   return new AutoencoderKL(ctx, arch, params);
 }
