@@ -215,6 +215,7 @@ export class Tape {
  */
 export function releaseForward(rec: Recorder, temps: readonly Tensor[], tape?: Tape): void {
   const saved = new Set(tape?.saved().map((t) => t.buffer));
-  rec.releaseAfterSubmit(...temps.filter((t) => !saved.has(t.buffer)));
+  // dead once the forward is recorded: later allocations of this recording (the backward) may reuse them
+  rec.recycle(...temps.filter((t) => !saved.has(t.buffer)));
   tape?.own(temps.filter((t) => saved.has(t.buffer)));
 }

@@ -37,7 +37,8 @@ export class Recorder {
   #chunks: { buffer: GPUBuffer; host: ArrayBuffer; used: number }[] = [];
   #afterSubmit: Tensor[] = [];
   /** Buffers whose recorded uses are all behind us, by byte size, for reuse by later allocations of this recording. */
-  #pool = new Map<number, GPUBuffer[]>();
+  #pool: GPUBuffer[] = []; // sorted by size
+  #doomed = new Set<GPUBuffer>(); // released after submit: never pooled
   #submitted = false;
   /** Dispatches recorded so far. */
   dispatches = 0;
@@ -127,8 +128,17 @@ export class Recorder {
    */
   alloc(shape: readonly number[], dtype: DType = "f32", label = "tensor"): Tensor {
     const bytes = Math.max(16, Math.ceil((numel(shape) * DTYPE_BYTES[dtype]) / 16) * 16);
-    const buffer = this.#pool.get(bytes)?.pop();
-    if (!buffer) return this.ctx.tensor(shape, dtype, label);
+    // best fit: the smallest pooled buffer that holds the tensor, if it wastes at most half of itself
+    let lo = 0, hi = this.#pool.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#pool[mid].size < bytes) lo = mid + 1;
+      else hi = mid;
+    }
+    const found = this.#pool[lo];
+    if (!found || found.size > 2 * bytes) return this.ctx.tensor(shape, dtype, label);
+    this.#pool.splice(lo, 1);
+    const buffer = found;
     return this.ctx.adopt({ buffer, shape: [...shape], dtype, offset: 0, label });
   }
 
@@ -140,15 +150,23 @@ export class Recorder {
     for (const t of ts) {
       if (t.offset !== 0) continue; // views: their owner decides
       this.ctx.persist(t);
-      const list = this.#pool.get(t.buffer.size);
-      if (list) {
-        if (!list.includes(t.buffer)) list.push(t.buffer);
-      } else this.#pool.set(t.buffer.size, [t.buffer]);
+      if (this.#pool.includes(t.buffer) || this.#doomed.has(t.buffer)) continue;
+      const at = this.#pool.findIndex((b) => b.size >= t.buffer.size);
+      this.#pool.splice(at < 0 ? this.#pool.length : at, 0, t.buffer);
     }
   }
 
-  /** Releases a scratch tensor once this recording has been submitted. */
+  /**
+   * Releases a scratch tensor once this recording has been submitted. The tensor leaves every open scope and is
+   * never pooled for reuse, so no later tensor of this recording can share its buffer.
+   */
   releaseAfterSubmit(...ts: Tensor[]): void {
+    for (const t of ts) {
+      this.ctx.persist(t);
+      this.#doomed.add(t.buffer);
+      const at = this.#pool.indexOf(t.buffer);
+      if (at >= 0) this.#pool.splice(at, 1);
+    }
     this.#afterSubmit.push(...ts);
   }
 
@@ -170,8 +188,8 @@ export class Recorder {
     } finally {
       // Buffers in flight may be destroyed now: WebGPU keeps them alive until the queued work is done.
       for (const c of this.#chunks) this.ctx.destroyBuffer(c.buffer);
-      for (const list of this.#pool.values()) for (const b of list) this.ctx.destroyBuffer(b);
-      this.#pool.clear();
+      for (const b of this.#pool) this.ctx.destroyBuffer(b);
+      this.#pool = [];
       this.ctx.release(...this.#afterSubmit);
       this.#chunks = [];
       this.#afterSubmit = [];

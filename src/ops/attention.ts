@@ -106,7 +106,7 @@ export function attention(rec: Recorder, inputs: AttentionInputs, opts: Attentio
     );
   }
   const out = outputTensor(rec, "attention", [B, nq, heads * dv], "f32", opts.out, [q, k, v]);
-  const lse = opts.saveLse ? ctx.tensor([B, heads, nq], "f32", "attention.lse") : ctx.tensor([1], "f32", "unused lse");
+  const lse = opts.saveLse ? rec.alloc([B, heads, nq], "f32", "attention.lse") : rec.alloc([1], "f32", "unused lse");
   if (!opts.saveLse) rec.releaseAfterSubmit(lse);
 
   const naive = opts.variant === "naive";
@@ -117,7 +117,7 @@ export function attention(rec: Recorder, inputs: AttentionInputs, opts: Attentio
   // Causal rows never see keys past the last query, so those key ranges need no dispatch.
   const kEnd = opts.causal ? Math.min(nk, nq) : nk;
   const passes = Math.max(1, Math.ceil(kEnd / span));
-  const state = passes > 1 ? ctx.tensor([B, heads, nq, 2], "f32", "attention.state") : ctx.tensor([1], "f32", "unused");
+  const state = passes > 1 ? rec.alloc([B, heads, nq, 2], "f32", "attention.state") : rec.alloc([1], "f32", "unused");
   rec.releaseAfterSubmit(state);
   for (let pass = 0; pass < passes; pass++) {
     rec.dispatch(naive ? kernels.naive : kernels.main, {
@@ -307,7 +307,7 @@ export function attentionBackward(
     rec.releaseAfterSubmit(t);
     return t;
   };
-  const delta = ctx.tensor(statShape, "f32", "attention.delta");
+  const delta = rec.alloc(statShape, "f32", "attention.delta");
   rec.releaseAfterSubmit(delta);
   const scale = opts.scale ?? 1 / Math.sqrt(dh);
   const params = {

@@ -192,7 +192,7 @@ function broadcastGrad(
     const tx = WG / ty;
     const chunks = Math.ceil(r / (ty * PER));
     const last = chunks === 1;
-    const dst = last ? grad : rec.ctx.tensor([chunks, k], "f32", `${op} backward partial sums`);
+    const dst = last ? grad : rec.alloc([chunks, k], "f32", `${op} backward partial sums`);
     const tiles = Math.ceil(k / tx);
     const total = chunks * tiles;
     const grid = grid1d(total, maxDim);

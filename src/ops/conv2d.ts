@@ -94,7 +94,7 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   const plan = planConv2d(x.shape, w.shape, opts.stride ?? 1, opts.padding ?? 0);
   const { B, Cin, H, W, Cout, kh, kw, stride, pad, Ho, Wo } = plan;
   if (opts.bias) assertShape(`conv2d bias (w is ${fmtShape(w.shape)})`, opts.bias.shape, [Cout]);
-  const out = opts.out ?? rec.ctx.tensor(plan.shape, "f32", "conv2d");
+  const out = opts.out ?? rec.alloc(plan.shape, "f32", "conv2d");
   assertShape(`conv2d output of x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)}`, out.shape, plan.shape);
   if (out.buffer === x.buffer || out.buffer === w.buffer || out.buffer === opts.bias?.buffer) {
     throw new TypeError(`conv2d: the output "${out.label}" must not alias an input`);
@@ -133,7 +133,7 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   // Pack w to [Cout, kh·kw, Cp] and x to [B, H·W, Cp]: K contiguous, channels zero-padded to a multiple of 4.
   const Cp4 = Math.ceil(Cin / 4);
   const pack = (t: Tensor, outer: number, T: number, label: string): Tensor => {
-    const packed = rec.ctx.tensor([outer, T, 4 * Cp4], "f32", label);
+    const packed = rec.alloc([outer, T, 4 * Cp4], "f32", label);
     const count = outer * T * Cp4;
     const grid = grid1d(Math.ceil(count / PACK_WG), maxDim);
     rec.dispatch(kernels.pack, {
@@ -142,7 +142,6 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
       params: { ...base, Cin, Cp4, W: T, count, row: grid[0] },
       grid,
     });
-    rec.releaseAfterSubmit(packed);
     return packed;
   };
   const wp = pack(w, Cout, kh * kw, "conv2d packed w");
@@ -154,6 +153,7 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
     params: { ...base, Cp4, count: 0, row: 0, lanes_n: split.lanesN },
     grid: checkGrid([...split.grid, B], maxDim, x, w),
   });
+  rec.recycle(wp, xp); // scratch: later allocations of this recording may reuse it
   return out;
 }
 

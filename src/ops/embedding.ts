@@ -161,7 +161,7 @@ export function embeddingBackward(
   const accum = accumOverride(opts);
   if (!accum) { for (const s of shards) clearTensor(rec, s); }
   if (tokens === 0 || d === 0) return { dtable: [...shards] };
-  const links = rec.ctx.tensor([tokens], "u32", `${what} links`);
+  const links = rec.alloc([tokens], "u32", `${what} links`);
   rec.releaseAfterSubmit(links);
   const maxDim = rec.ctx.limits.maxComputeWorkgroupsPerDimension;
   const perToken = grid1d(Math.ceil(tokens / 256), maxDim);

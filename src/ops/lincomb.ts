@@ -45,14 +45,14 @@ export function lincomb(rec: Recorder, terms: readonly LincombTerm[], opts: Linc
   });
   const out = opts.out
     ? outputTensor(rec, "lincomb", shape, "f32", opts.out, terms.map((t) => t[1]))
-    : rec.ctx.tensor(shape, "f32", opts.label ?? "lincomb");
+    : rec.alloc(shape, "f32", opts.label ?? "lincomb");
   // Chain: the first dispatch sums four terms, each later one adds up to three more to the partial sum.
   let acc: Tensor | null = null;
   for (let k = 0; k < terms.length;) {
     const take = acc ? MAX_TERMS - 1 : MAX_TERMS;
     const group: LincombTerm[] = acc ? [[1, acc], ...terms.slice(k, k + take)] : terms.slice(k, k + take);
     k += take;
-    const dst = k >= terms.length ? out : rec.ctx.tensor(shape, "f32", "lincomb:partial");
+    const dst = k >= terms.length ? out : rec.alloc(shape, "f32", "lincomb:partial");
     dispatchGroup(rec, group, dst);
     if (acc) rec.releaseAfterSubmit(acc);
     acc = dst;

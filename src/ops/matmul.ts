@@ -104,7 +104,7 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
     const what = perRow ? `matmul per-row bias (a is ${fmtShape(a.shape)})` : `matmul bias (b is ${fmtShape(b.shape)})`;
     assertShape(what, opts.bias.shape, [perRow ? plan.M : plan.N]);
   }
-  const out = opts.out ?? rec.ctx.tensor(plan.shape, "f32", "matmul");
+  const out = opts.out ?? rec.alloc(plan.shape, "f32", "matmul");
   assertShape(`matmul output of ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`, out.shape, plan.shape);
   if (out.buffer === a.buffer || out.buffer === b.buffer || out.buffer === opts.bias?.buffer) {
     throw new TypeError(`matmul: the output "${out.label}" must not alias an input`);

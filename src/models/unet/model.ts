@@ -11,7 +11,7 @@ import { Hooks } from "../../hooks/hooks.ts";
 import { add } from "../../ops/binary.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { DiffOps } from "../../autodiff/ops.ts";
-import { releaseForward, type Tape } from "../../autodiff/tape.ts";
+import { releaseForward, Tape } from "../../autodiff/tape.ts";
 import type { ResnetArch, TransformerArch, UNetArch } from "./arch.ts";
 
 /** Inputs of one U-Net evaluation. */
@@ -38,6 +38,12 @@ export interface UNetForwardOptions {
    * watched on it). Activations the backward needs are then kept (the tape frees them as backward passes them).
    */
   tape?: Tape;
+  /**
+   * With a tape: keep only each resnet's and transformer's inputs, and recompute the block's forward during
+   * backward (activation checkpointing per block). Gradients are the same; activation memory drops to about one
+   * block's worth, at the cost of a second forward. Gradient captures inside blocks then do not fire.
+   */
+  recompute?: boolean;
 }
 
 type State = { step: number; timestep: number; cfg: boolean; tape?: Tape };
@@ -88,7 +94,7 @@ export class UNet2DConditionModel {
     this.ctx.beginScope();
     let out: Tensor | undefined;
     try {
-      out = new Pass(this, new DiffOps(rec, tape), hooks, state).run(sample, timesteps, ehs);
+      out = new Pass(this, new DiffOps(rec, tape), hooks, state, opts.recompute ?? false).run(sample, timesteps, ehs);
     } finally {
       releaseForward(rec, this.ctx.endScope(out ? [out] : []), tape);
     }
@@ -154,8 +160,47 @@ class Pass {
     readonly f: DiffOps,
     readonly hooks: ScopedHooks,
     readonly state: State,
+    readonly recompute = false,
   ) {
     this.rec = f.rec;
+  }
+
+  /**
+   * Runs a block; with `recompute` and a tape, runs it untaped and records one node whose backward re-runs it on
+   * a sub-tape (watching the block's inputs and parameters with the main tape's gradient tensors) and backprops.
+   */
+  block$(path: string, inputs: Tensor[], run: (p: Pass, ins: Tensor[]) => Tensor): Tensor {
+    const tape = this.state.tape;
+    if (!tape || !this.recompute) return run(this, inputs);
+    const { model } = this;
+    const params = [...model.params].filter(([n]) => n.startsWith(path + ".")).map(([, t]) => t);
+    const plain = new Pass(model, new DiffOps(this.rec), this.hooks, { ...this.state, tape: undefined });
+    for (const b of this.external) plain.external.add(b);
+    for (const t of inputs) plain.external.add(t.buffer);
+    const out = run(plain, inputs);
+    const state = this.state, ctx = model.ctx;
+    tape.record({
+      op: `recompute ${path}`,
+      inputs: [...inputs, ...params],
+      outputs: [out],
+      saved: inputs,
+      backward(rec, [dy], dIn) {
+        const sub = new Tape(ctx);
+        [...inputs, ...params].forEach((t, i) => dIn[i] && sub.watch(t, dIn[i]));
+        const pass = new Pass(model, new DiffOps(rec, sub), new Hooks().scope("unet", true), { ...state, tape: sub });
+        for (const t of inputs) pass.external.add(t.buffer);
+        ctx.beginScope();
+        let o: Tensor | undefined;
+        try {
+          o = run(pass, inputs);
+        } finally {
+          releaseForward(rec, ctx.endScope(o ? [o] : []), sub);
+        }
+        sub.backward(rec, [[o, dy!]]);
+        rec.recycle(o);
+      },
+    });
+    return out;
   }
 
   p(name: string): Tensor {
@@ -293,8 +338,18 @@ class Pass {
     return this.out(path, this.f.conv2d(x, w, { bias: this.p(`${path}.bias`), stride, padding: pad }));
   }
 
-  /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
+  /** ResnetBlock2D (recomputed in backward when asked). */
   resnet(r: ResnetArch, x: Tensor, tembAct: Tensor): Tensor {
+    return this.block$(r.path, [x, tembAct], (p, [a, t]) => p.resnetBody(r, a, t));
+  }
+
+  /** Transformer2DModel (recomputed in backward when asked). */
+  transformer(t: TransformerArch, x: Tensor, ehs: Tensor): Tensor {
+    return this.block$(t.path, [x, ehs], (p, [a, e]) => p.transformerBody(t, a, e));
+  }
+
+  /** ResnetBlock2D: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the (1×1) shortcut. */
+  resnetBody(r: ResnetArch, x: Tensor, tembAct: Tensor): Tensor {
     const P = r.path;
     const n1 = this.groupNorm(`${P}.norm1`, x, r.groups, r.eps, true);
     const c1 = this.conv(`${P}.conv1`, n1);
@@ -314,7 +369,7 @@ class Pass {
   }
 
   /** Transformer2DModel: GN → proj_in → blocks → proj_out, plus the input; `.delta` is the residual update. */
-  transformer(t: TransformerArch, x: Tensor, ehs: Tensor): Tensor {
+  transformerBody(t: TransformerArch, x: Tensor, ehs: Tensor): Tensor {
     const P = t.path;
     const [B, C, H, W] = x.shape;
     const inner = t.heads * t.headDim;
