@@ -38,3 +38,4 @@ export * from "./src/pipeline/stable_diffusion.ts";
 export * from "./src/cad/mod.ts";
 export * from "./src/selfcheck.ts";
 export * from "./src/info.ts";
+export * from "./src/sae/mod.ts";

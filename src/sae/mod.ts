@@ -1,0 +1,22 @@
+/**
+ * Sparse autoencoders on the GPU: the TopK SAE of SDLens / OpenAI (and Revelio's k-SAE), its sparse decode and
+ * sparse backward, losses and metrics, init (tied weights, geometric-median b_pre), and a seeded trainer with AuxK.
+ *
+ * ```ts ignore
+ * import { createContext } from "../gpu/mod.ts";
+ * import { tensorSource, trainSAE } from "./mod.ts";
+ *
+ * const ctx = await createContext();
+ * const acts = ctx.upload(deltas, [rows, 1280]); // e.g. mid-block Δ activations
+ * const { sae, history } = await trainSAE(ctx, tensorSource(acts), { d: 1280, k: 10, steps: 2000 });
+ * ```
+ * @module
+ */
+export * from "./model.ts";
+export * from "./sparse.ts";
+export * from "./dense.ts";
+export * from "./loss.ts";
+export * from "./init.ts";
+export * from "./sources.ts";
+export * from "./serialize.ts";
+export * from "./train.ts";
