@@ -116,8 +116,9 @@ export class Recorder {
 
   /** Fills a tensor with zeros. */
   zero(t: Tensor): void {
-    this.#endPass();
     const bytes = Math.ceil((numel(t.shape) * DTYPE_BYTES[t.dtype]) / 4) * 4; // only the tensor: views share buffers
+    if (bytes === 0) return;
+    this.#endPass();
     this.#encoder.clearBuffer(t.buffer, t.offset, Math.min(bytes, t.buffer.size - t.offset));
   }
 

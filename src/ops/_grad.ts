@@ -4,7 +4,7 @@
  * @module
  */
 import type { Recorder } from "../gpu/recorder.ts";
-import { assertShape, byteLength, fmtShape, type Tensor } from "../gpu/tensor.ts";
+import { assertShape, fmtShape, type Tensor } from "../gpu/tensor.ts";
 
 /** Options every backward function takes besides its gradient tensors. */
 export interface AccumulateOptions {
@@ -43,8 +43,7 @@ export function accumOverride(opts: AccumulateOptions): number {
   return opts.accumulate === false ? 0 : 1;
 }
 
-/** Zeroes exactly the tensor's elements (`rec.zero` clears to the end of the buffer, past a view). */
+/** Zeroes exactly the tensor's elements (a view leaves the rest of its buffer alone). */
 export function clearTensor(rec: Recorder, t: Tensor): void {
-  const bytes = byteLength(t);
-  if (bytes > 0) rec.encoder.clearBuffer(t.buffer, t.offset, Math.ceil(bytes / 4) * 4);
+  rec.zero(t);
 }
