@@ -1,4 +1,5 @@
 /** CPU reference for conv2d.wgsl (float64 accumulation). */
+import { conv2dRef64 } from "./conv2d_bwd.ts";
 import { planConv2d } from "../ops/conv2d.ts";
 
 /**
@@ -13,33 +14,7 @@ export function conv2dRef(
   wShape: number[],
   opts: { bias?: Float32Array; stride?: number; padding?: number | [number, number, number, number] } = {},
 ): { out: Float32Array; shape: number[] } {
-  const { B, Cin, H, W, Cout, kh, kw, stride, pad, Ho, Wo, shape } = planConv2d(
-    xShape,
-    wShape,
-    opts.stride ?? 1,
-    opts.padding ?? 0,
-  );
-  const out = new Float32Array(B * Cout * Ho * Wo);
-  for (let b = 0; b < B; b++) {
-    for (let co = 0; co < Cout; co++) {
-      for (let oy = 0; oy < Ho; oy++) {
-        for (let ox = 0; ox < Wo; ox++) {
-          let s = opts.bias ? opts.bias[co] : 0;
-          for (let ci = 0; ci < Cin; ci++) {
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * stride + ky - pad[0];
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * stride + kx - pad[2];
-                if (ix < 0 || ix >= W) continue;
-                s += w[((co * Cin + ci) * kh + ky) * kw + kx] * x[((b * Cin + ci) * H + iy) * W + ix];
-              }
-            }
-          }
-          out[((b * Cout + co) * Ho + oy) * Wo + ox] = s;
-        }
-      }
-    }
-  }
-  return { out, shape };
+  const { shape } = planConv2d(xShape, wShape, opts.stride ?? 1, opts.padding ?? 0);
+  const geo = { ...opts, stride: (opts.stride ?? 1) as 1 | 2 };
+  return { out: Float32Array.from(conv2dRef64(x, xShape, w, wShape, geo)), shape };
 }
