@@ -13,6 +13,7 @@ import { generateCommand } from "./src/cli/generate.ts";
 import { SCHEDULER_NAMES } from "./src/pipeline/stable_diffusion.ts";
 import { attributeCommand, CAD_DEFAULT_PARAMS, type CadArgs, editCommand } from "./src/cli/cad.ts";
 import type { AblationMode } from "./src/cad/ablate.ts";
+import { collectCommand } from "./src/cli/sae.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -44,6 +45,11 @@ commands:
             --concept TEXT [--ratio 0.001] [--ablate positive|negative|both] [--flatten] [--scores REPORT_DIR]
             [--prompt TEXT ...] [--steps 25] plus attribute's options; --out DIR gets patch.safetensors and
             before-i.png / after-i.png generated with the same seeds
+  sae collect  activations of a hook point over a prompt file (one row per spatial position), resumable
+            --model DIR_OR_REPO --prompts FILE (one per line) --out DIR [--hook mid_block.attentions.0.delta]
+            [--at-steps 0,25,49] [--steps 50] [--half cond|uncond|both] [--guidance 7.5] [--seed 0]
+            [--shard-prompts 1]   (DIR gets shard-*.safetensors: activations [rows,d], index [rows,4] =
+            prompt, step, half, position; and manifest.json; rerun the same command to resume)
 `;
 
 async function info(args: string[]): Promise<number> {
@@ -265,6 +271,61 @@ function edit(cmd: "erase" | "amplify") {
   };
 }
 
+async function sae(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "collect") throw new UsageError(`sae: unknown subcommand "${sub ?? ""}" (available: collect)`);
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      model: { type: "string" },
+      prompts: { type: "string" },
+      out: { type: "string" },
+      hook: { type: "string", default: "mid_block.attentions.0.delta" },
+      "at-steps": { type: "string", default: "0,25,49" },
+      steps: { type: "string", default: "50" },
+      half: { type: "string", default: "cond" },
+      guidance: { type: "string", default: "7.5" },
+      seed: { type: "string", default: "0" },
+      "shard-prompts": { type: "string", default: "1" },
+      variant: { type: "string" },
+      offline: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  for (const k of ["model", "prompts", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  const half = values.half as "cond" | "uncond" | "both";
+  if (!["cond", "uncond", "both"].includes(half)) throw new UsageError(`--half must be cond, uncond or both`);
+  const num = (k: "steps" | "seed" | "shard-prompts" | "guidance") => {
+    const v = Number(values[k]);
+    if (!Number.isFinite(v)) throw new UsageError(`--${k} must be a number, got "${values[k]}"`);
+    return v;
+  };
+  const ctx = await createContext();
+  try {
+    console.log(
+      await collectCommand(ctx, {
+        model: values.model!,
+        promptsFile: values.prompts!,
+        hook: values.hook!,
+        atSteps: values["at-steps"]!.split(",").map(Number),
+        steps: num("steps"),
+        half,
+        guidance: num("guidance"),
+        seed: num("seed"),
+        out: values.out!,
+        shardPrompts: Math.max(1, num("shard-prompts")),
+        variant: values.variant,
+        offline: values.offline,
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
+
 class UsageError extends Error {}
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -274,6 +335,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   attribute,
   erase: edit("erase"),
   amplify: edit("amplify"),
+  sae,
 };
 
 async function main(argv: string[]): Promise<number> {
