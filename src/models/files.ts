@@ -29,6 +29,16 @@ export async function readJson(files: ModelFiles, path: string): Promise<Record<
   }
 }
 
+/**
+ * Candidate weight files of a component, in preference order: `<base>.<variant>.safetensors` first when a variant
+ * is asked for, else the plain file with the fp16 variant as a fallback (diffusers' naming).
+ */
+export function weightFiles(base: string, variant?: string): string[] {
+  return variant
+    ? [`${base}.${variant}.safetensors`, `${base}.safetensors`]
+    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
+}
+
 /** Opens the first existing of `candidates` as safetensors; the error lists them all when none exists. */
 export async function openFirst(files: ModelFiles, candidates: readonly string[]): Promise<[SafetensorsFile, string]> {
   for (const c of candidates) {

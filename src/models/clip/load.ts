@@ -9,7 +9,7 @@ import type { GpuContext } from "../../gpu/context.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { uploadRowShards } from "../../ops/embedding.ts";
 import { checkCheckpoint } from "../checkpoint.ts";
-import { type ModelFiles, openFirst, readJson } from "../files.ts";
+import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
 import { safetensorsSource, type TensorSource } from "../checkpoint.ts";
 import { CLIP_IGNORED_TENSORS, clipModelParamShapes, clipTextParamShapes } from "./arch.ts";
 import { type ClipConfig, type ClipTextConfig, parseClipConfig, parseClipTextConfig } from "./config.ts";
@@ -89,13 +89,6 @@ function joinPath(sub: string, file: string): string {
   return sub ? `${sub.replace(/\/+$/, "")}/${file}` : file;
 }
 
-function weightCandidates(sub: string, variant?: string): string[] {
-  const base = joinPath(sub, "model");
-  return variant
-    ? [`${base}.${variant}.safetensors`, `${base}.safetensors`]
-    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
-}
-
 /**
  * Loads the text encoder of a diffusers folder (SD v1: CLIP ViT-L/14's text tower, 12 layers, QuickGELU; SD 2.x:
  * OpenCLIP ViT-H's, 23 layers, GELU).
@@ -112,7 +105,7 @@ export async function loadTextEncoder(
   const sub = opts.subfolder ?? "text_encoder";
   const cfgPath = joinPath(sub, "config.json");
   const config = parseClipTextConfig(await readJson(files, cfgPath), `${files.name}/${cfgPath}`);
-  const [st] = await openFirst(files, weightCandidates(sub, opts.variant));
+  const [st] = await openFirst(files, weightFiles(joinPath(sub, "model"), opts.variant));
   try {
     return await textEncoderFromSource(ctx, config, safetensorsSource(st), opts);
   } finally {
@@ -149,7 +142,7 @@ export async function loadClipModel(
   const sub = opts.subfolder ?? "";
   const cfgPath = joinPath(sub, "config.json");
   const config = parseClipConfig(await readJson(files, cfgPath), `${files.name}/${cfgPath}`);
-  const [st] = await openFirst(files, weightCandidates(sub, opts.variant));
+  const [st] = await openFirst(files, weightFiles(joinPath(sub, "model"), opts.variant));
   try {
     return await clipModelFromSource(ctx, config, safetensorsSource(st), opts);
   } finally {

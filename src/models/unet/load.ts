@@ -6,7 +6,7 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
 export { safetensorsSource, type TensorSource };
-import { type ModelFiles, openFirst, readJson } from "../files.ts";
+import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
 import { unetArch, unetParamShapes } from "./arch.ts";
 import { parseUNetConfig, type UNetConfig } from "./config.ts";
 import { UNet2DConditionModel } from "./model.ts";
@@ -29,11 +29,7 @@ export async function loadUNet(
 ): Promise<UNet2DConditionModel> {
   const sub = opts.subfolder ?? "unet";
   const config = parseUNetConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
-  const base = `${sub}/diffusion_pytorch_model`;
-  const candidates = opts.variant
-    ? [`${base}.${opts.variant}.safetensors`, `${base}.safetensors`]
-    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
-  const [st] = await openFirst(files, candidates);
+  const [st] = await openFirst(files, weightFiles(`${sub}/diffusion_pytorch_model`, opts.variant));
   try {
     return await unetFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
   } finally {

@@ -7,7 +7,7 @@
  * @module
  */
 import type { GpuContext } from "../../gpu/context.ts";
-import { type ModelFiles, openFirst, readJson } from "../files.ts";
+import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
 import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
 import { vaeArch, vaeParamShapes } from "./arch.ts";
 import { parseVAEConfig, type VAEConfig } from "./config.ts";
@@ -27,11 +27,7 @@ export interface LoadVAEOptions {
 export async function loadVAE(ctx: GpuContext, files: ModelFiles, opts: LoadVAEOptions = {}): Promise<AutoencoderKL> {
   const sub = opts.subfolder ?? "vae";
   const config = parseVAEConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
-  const base = `${sub}/diffusion_pytorch_model`;
-  const candidates = opts.variant
-    ? [`${base}.${opts.variant}.safetensors`, `${base}.safetensors`]
-    : [`${base}.safetensors`, `${base}.fp16.safetensors`];
-  const [st] = await openFirst(files, candidates);
+  const [st] = await openFirst(files, weightFiles(`${sub}/diffusion_pytorch_model`, opts.variant));
   try {
     return await vaeFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
   } finally {
