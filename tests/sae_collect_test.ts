@@ -5,7 +5,8 @@
  */
 import assert from "assert";
 import { gpuTest } from "./_gpu.ts";
-import { readManifest, readStore } from "../src/io/activation_store.ts";
+import { readManifest, readStore, storeImagePath } from "../src/io/activation_store.ts";
+import { readPng } from "../src/io/png.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -75,8 +76,17 @@ gpuTest("sae collect: rows and manifest; killed midway and rerun, no row duplica
       }
     }
     assert.ok(activations.some((v) => v !== 0) && activations.every(Number.isFinite));
+    // the grid and every prompt's image, for the feature browser
+    assert.deepEqual(m.grid, [2, 2]);
+    assert.equal(m.images, true);
+    for (let p = 0; p < PROMPTS.length; p++) {
+      const img = await readPng(storeImagePath(`${dir}/store`, p));
+      assert.ok(img.width > 0 && img.width === img.height, `image ${p}: ${img.width}×${img.height}`);
+    }
     // no partial files left behind
-    for await (const e of Deno.readDir(`${dir}/store`)) assert.doesNotMatch(e.name, /partial/);
+    for (const sub of ["", "/images"]) {
+      for await (const e of Deno.readDir(`${dir}/store${sub}`)) assert.doesNotMatch(e.name, /partial/);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

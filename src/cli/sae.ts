@@ -58,6 +58,8 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
         format: "diffscope.activations/1",
         ...want,
         d: r.d,
+        grid: r.grid,
+        images: r.image !== undefined,
         promptsDone: 0,
         rows: 0,
         shards: [],

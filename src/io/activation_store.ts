@@ -6,6 +6,7 @@
  * @module
  */
 import { writeFileAtomic } from "./files.ts";
+import { writePng } from "./png.ts";
 import { openSafetensorsFile, writeSafetensorsFile } from "./safetensors_file.ts";
 import type { CollectedRows } from "../sae/collect.ts";
 
@@ -18,6 +19,10 @@ export interface StoreManifest {
   steps: number;
   half: string;
   prompts: string[];
+  /** Spatial size [H, W] of the activation map: a row's position q is (q / W, q % W). */
+  grid?: [number, number];
+  /** Generated images, `images/prompt-<i>.png` (prompt i's image), when the model makes RGB images. */
+  images?: boolean;
   /** Prompts 0 … promptsDone − 1 are in the shards. */
   promptsDone: number;
   rows: number;
@@ -34,8 +39,21 @@ export async function readManifest(dir: string): Promise<StoreManifest | null> {
   }
 }
 
-/** Appends one shard holding `batch` (consecutive prompts) and commits it to the manifest. */
+/** Where prompt `i`'s image is kept in a store. */
+export function storeImagePath(dir: string, i: number): string {
+  return `${dir}/images/prompt-${String(i).padStart(5, "0")}.png`;
+}
+
+/**
+ * Appends one shard holding `batch` (consecutive prompts) and commits it to the manifest; the prompts' images are
+ * written first (a rerun after a kill rewrites them).
+ */
 export async function appendShard(dir: string, m: StoreManifest, batch: CollectedRows[]): Promise<void> {
+  for (const b of batch) {
+    if (!b.image) continue;
+    await Deno.mkdir(`${dir}/images`, { recursive: true });
+    await writePng(storeImagePath(dir, b.prompt), b.image.pixels, b.image.width, b.image.height);
+  }
   const rows = batch.reduce((a, b) => a + b.index.length / 4, 0);
   const acts = new Float32Array(rows * m.d), index = new Int32Array(rows * 4);
   let r = 0;

@@ -33,6 +33,10 @@ export interface CollectedRows {
   activations: Float32Array;
   /** [rows, 4] as (prompt index, step, half: 0 uncond / 1 cond, spatial position). */
   index: Int32Array;
+  /** The generated image (RGBA8, R in the low byte), for feature browsers; absent for non-RGB models. */
+  image?: { pixels: Uint32Array; width: number; height: number };
+  /** Spatial size [H, W] of the hook's activation map (rows' position q is row q / W, column q % W). */
+  grid: [number, number];
 }
 
 /** Generates prompt `i` and returns its rows (positions × kept steps × kept halves). */
@@ -54,15 +58,19 @@ export async function collectPrompt(
     seed: (opts.seed ?? 0) + i,
     hooks,
   });
+  const [, , H, W] = r.image.shape;
+  const image = r.pixels ? { pixels: r.pixels.subarray(0, H * W), width: W, height: H } : undefined;
   ctx.release(...new Set([r.latents, r.image]));
   const parts: Float32Array[] = [], index: number[] = [];
   let d = 0;
+  let grid: [number, number] = [1, 1];
   for (const rec of cap.records) {
     const t = rec.tensor; // [n, C, H, W] (or [n, tokens, C] for hooks inside a transformer block)
     const nchw = t.shape.length === 4;
     const [n, C] = nchw ? [t.shape[0], t.shape[1]] : [t.shape[0], t.shape[2]];
     const hw = nchw ? t.shape[2] * t.shape[3] : t.shape[1];
     d = C;
+    grid = nchw ? [t.shape[2], t.shape[3]] : [1, hw];
     const r2 = ctx.recorder("collect");
     const rows = nchw ? permute(r2, reshape(t, [n, C, hw]), [0, 2, 1]) : t; // one row per position
     await r2.submit();
@@ -79,5 +87,5 @@ export async function collectPrompt(
   const activations = new Float32Array(total);
   let at = 0;
   for (const p of parts) activations.set(p, at), at += p.length;
-  return { prompt: i, d, activations, index: Int32Array.from(index) };
+  return { prompt: i, d, activations, index: Int32Array.from(index), image, grid };
 }
