@@ -273,9 +273,16 @@ function edit(cmd: "erase" | "amplify") {
 
 async function sae(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== "collect") throw new UsageError(`sae: unknown subcommand "${sub ?? ""}" (available: collect)`);
+  const run = SAE_COMMANDS[sub];
+  if (!run) {
+    throw new UsageError(`sae: unknown subcommand "${sub ?? ""}" (available: ${Object.keys(SAE_COMMANDS).join(", ")})`);
+  }
+  return await run(rest);
+}
+
+async function saeCollect(args: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: rest,
+    args,
     options: {
       model: { type: "string" },
       prompts: { type: "string" },
@@ -326,7 +333,17 @@ async function sae(args: string[]): Promise<number> {
   return 0;
 }
 
+// (sae train)
+
+// (sae explain)
+
+// (sae layout)
+
 class UsageError extends Error {}
+
+const SAE_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  collect: saeCollect,
+};
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   info,
