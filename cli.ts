@@ -9,11 +9,14 @@ import { parseArgs } from "parse-args";
 import { createContext, NoAdapterError } from "./src/gpu/context.ts";
 import { deviceInfo } from "./src/info.ts";
 import { forwardCommand } from "./src/cli/forward.ts";
-import { generateCommand } from "./src/cli/generate.ts";
+import { generateCommand, type SaeSteerArgs } from "./src/cli/generate.ts";
 import { SCHEDULER_NAMES } from "./src/pipeline/stable_diffusion.ts";
 import { attributeCommand, CAD_DEFAULT_PARAMS, type CadArgs, editCommand } from "./src/cli/cad.ts";
 import type { AblationMode } from "./src/cad/ablate.ts";
-import { collectCommand } from "./src/cli/sae.ts";
+import { collectCommand, collectPooledCommand } from "./src/cli/sae.ts";
+import { saeLayoutCommand } from "./src/cli/sae_layout.ts";
+import { explainCommand, parseFeatureSelection } from "./src/cli/sae_explain.ts";
+import { trainCommand } from "./src/cli/sae_train.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -34,6 +37,12 @@ commands:
             [--scheduler pndm|ddim|euler|dpm++2m] [--seed 0] [--batch 1] [--latents FILE[:TENSOR]]
             [--save-steps FILE.safetensors] [--out out.png] [--variant fp16] [--offline]
             [--patch PATCH.safetensors] (an erase/amplify edit, applied after loading)
+            [--sae SAE.safetensors --feature ID --strength S [--region top-left|top-right|bottom-left|
+            bottom-right|global|MASK.png] [--window A-B|all] ...] steers with SAE features on the Δ of
+            [--sae-hook PATH] (default the SAE's config "hook", else mid_block.attentions.0.delta), editing
+            [--sae-half cond|uncond|both] (default cond). --feature repeats; the i-th --strength, --region and
+            --window go with the i-th --feature, or one of each applies to all (--strength is required;
+            no --region: global; no --window: every step; A-B is the step indices [A, B))
             DIR_OR_REPO is a diffusers folder or a Hugging Face repo id (looked up in the HF cache first)
   attribute CAD concept attribution: which U-Net parameters draw a concept (S = w ⊙ ∂J/∂w)
             --concept TEXT [--model DIR_OR_REPO (default CompVis/stable-diffusion-v1-4)] [--mode erase|amplify]
@@ -50,6 +59,32 @@ commands:
             [--at-steps 0,25,49] [--steps 50] [--half cond|uncond|both] [--guidance 7.5] [--seed 0]
             [--shard-prompts 1]   (DIR gets shard-*.safetensors: activations [rows,d], index [rows,4] =
             prompt, step, half, position; and manifest.json; rerun the same command to resume)
+            --pooled --images DIR (PNG files, name order) [--hook mid_block] [--timestep 25] [--size 256]
+            [--seed 0] [--batch 4] [--shard-prompts 64]: Revelio's features instead, one row per image = the
+            spatial mean of the hook's output for the image resized and centre-cropped to SIZE, VAE-encoded
+            (mode), noised at DDPM timestep T (noise seed SEED + i) and run once through the U-Net with the
+            empty prompt; index rows = image, timestep, -1, 0
+  sae train    a TopK SAE on the GPU (SDLens' method: AuxK, decoder renormalisation, Adam) from shuffled batches
+            --data STORE_DIR|FILE.safetensors[:TENSOR] (a store, or one [N,d] tensor) --out SAE.safetensors
+            [--preset sdlens|revelio] [--n-latents 4·d (revelio 64·d)] [--k 20 (revelio 32)] [--batch 4096]
+            [--steps N | --epochs 1] [--lr 1e-4] [--k-aux 256 (at most n)] [--dead-steps 2441] [--seed 0]
+            [--at-step S[,S…]] [--half cond|uncond] (store rows of these steps / this half only: one SAE per step)
+            [--metrics-every 100] [--checkpoint-every 1000] [--resume] [--quiet]   (metrics go to stdout and
+            OUT.metrics.jsonl; checkpoints with the full training state to OUT.ckpt/, removed once OUT is
+            written; Ctrl-C or a kill leaves the latest: rerun with --resume to continue exactly)
+  sae explain  feature browser of an SAE over a store: frequency, top images (by mean activation) with heat maps
+            --sae SAE.safetensors --data STORE --out DIR [--top 8] [--at-step S] [--batch-rows N]
+            [--features top-by-frequency:128|all|3,17,40] (which features the page shows; features.json has all)
+            [--masks DIR] object masks prompt-NNNNN.<label>.png (white = object): a feature whose map, min-max
+            normalised, upsampled and binarised at 0.1, has IoU > 0.5 with a mask takes its label
+            [--names FILE] JSON {"<feature>": "<name>"}   (DIR gets index.html, data.js, features.json, maps/,
+            images/; open index.html from disk)
+  sae layout   layout prediction: the top SAE feature of each position of a hook's Δ at an early step
+            --model DIR_OR_REPO --prompt TEXT --sae SAE.safetensors --out DIR [--hook PATH (default the SAE's
+            config "hook", else mid_block.attentions.0.delta)] [--step 0] [--steps 50] [--seed 0] [--guidance 7.5]
+            [--features 12,40] [--mask MASK.png]   (DIR gets layout.json: the [H,W] top-feature map (-1: nothing
+            fires), each feature's area and, with a mask (white = object), the IoU of the positions whose top
+            feature is in --features (default: the mask's most frequent one); layout.png; image.png)
 `;
 
 async function info(args: string[]): Promise<number> {
@@ -136,10 +171,18 @@ async function generate(args: string[]): Promise<number> {
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       patch: { type: "string" },
+      sae: { type: "string" },
+      feature: { type: "string", multiple: true, default: [] },
+      strength: { type: "string", multiple: true, default: [] },
+      region: { type: "string", multiple: true, default: [] },
+      window: { type: "string", multiple: true, default: [] },
+      "sae-hook": { type: "string" },
+      "sae-half": { type: "string" },
     },
     strict: true,
   });
   if (!values.model) throw new UsageError("--model is required");
+  const sae = saeSteerArgs(values);
   if (values.prompt === undefined) throw new UsageError("--prompt is required");
   const int = (k: "steps" | "seed" | "batch", min: number) => {
     const v = Number(values[k]);
@@ -171,12 +214,68 @@ async function generate(args: string[]): Promise<number> {
         offline: values.offline,
         quiet: values.quiet,
         patch: values.patch,
+        sae,
       }),
     );
   } finally {
     ctx.destroy();
   }
   return 0;
+}
+
+/** `generate`'s --sae options: the i-th --strength/--region/--window pairs with the i-th --feature, or one serves all. */
+function saeSteerArgs(values: {
+  sae?: string;
+  feature: string[];
+  strength: string[];
+  region: string[];
+  window: string[];
+  "sae-hook"?: string;
+  "sae-half"?: string;
+}): SaeSteerArgs | undefined {
+  const { feature, strength, region, window } = values;
+  if (!values.sae) {
+    if (feature.length || strength.length || region.length || window.length || values["sae-hook"]) {
+      throw new UsageError("--feature, --strength, --region, --window and --sae-hook need --sae");
+    }
+    return undefined;
+  }
+  if (!feature.length) throw new UsageError("--sae needs at least one --feature");
+  const nth = (k: string, list: string[], i: number) => {
+    if (list.length > 1 && list.length !== feature.length) {
+      throw new UsageError(`${list.length} --${k} for ${feature.length} --feature: give one, or one per feature`);
+    }
+    return list.length === 0 ? undefined : list[list.length === 1 ? 0 : i];
+  };
+  if (!strength.length) throw new UsageError("--sae needs --strength (one, or one per --feature)");
+  const half = values["sae-half"];
+  if (half !== undefined && !["cond", "uncond", "both"].includes(half)) {
+    throw new UsageError(`--sae-half must be cond, uncond or both, got "${half}"`);
+  }
+  return {
+    file: values.sae,
+    hook: values["sae-hook"],
+    half: half as SaeSteerArgs["half"],
+    features: feature.map((f, i) => {
+      const id = Number(f);
+      if (!Number.isInteger(id) || id < 0) throw new UsageError(`--feature must be a latent id ≥ 0, got "${f}"`);
+      const s = Number(nth("strength", strength, i));
+      if (!Number.isFinite(s)) {
+        throw new UsageError(`--strength must be a number, got "${nth("strength", strength, i)}"`);
+      }
+      const r = nth("region", region, i);
+      const w = nth("window", window, i);
+      let win: [number, number] | undefined;
+      if (w !== undefined && w !== "all") {
+        const m = /^(\d+)-(\d+)$/.exec(w);
+        if (!m || Number(m[1]) >= Number(m[2])) {
+          throw new UsageError(`--window must be A-B with A < B (steps [A, B)), got "${w}"`);
+        }
+        win = [Number(m[1]), Number(m[2])];
+      }
+      return { id, strength: s, region: r === "global" || r === "none" ? undefined : r, window: win };
+    }),
+  };
 }
 
 const CAD_OPTIONS = {
@@ -275,7 +374,7 @@ async function sae(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const run = SAE_COMMANDS[sub];
   if (!run) {
-    throw new UsageError(`sae: unknown subcommand "${sub ?? ""}" (available: ${Object.keys(SAE_COMMANDS).join(", ")})`);
+    throw new UsageError(`unknown subcommand "${sub ?? ""}" (available: ${Object.keys(SAE_COMMANDS).join(", ")})`);
   }
   return await run(rest);
 }
@@ -287,19 +386,25 @@ async function saeCollect(args: string[]): Promise<number> {
       model: { type: "string" },
       prompts: { type: "string" },
       out: { type: "string" },
-      hook: { type: "string", default: "mid_block.attentions.0.delta" },
+      hook: { type: "string" },
       "at-steps": { type: "string", default: "0,25,49" },
       steps: { type: "string", default: "50" },
       half: { type: "string", default: "cond" },
       guidance: { type: "string", default: "7.5" },
       seed: { type: "string", default: "0" },
-      "shard-prompts": { type: "string", default: "1" },
+      "shard-prompts": { type: "string" },
+      pooled: { type: "boolean", default: false },
+      images: { type: "string" },
+      timestep: { type: "string", default: "25" },
+      size: { type: "string", default: "256" },
+      batch: { type: "string", default: "4" },
       variant: { type: "string" },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
     strict: true,
   });
+  if (values.pooled) return await saeCollectPooled(values);
   for (const k of ["model", "prompts", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
   const half = values.half as "cond" | "uncond" | "both";
   if (!["cond", "uncond", "both"].includes(half)) throw new UsageError(`--half must be cond, uncond or both`);
@@ -314,14 +419,14 @@ async function saeCollect(args: string[]): Promise<number> {
       await collectCommand(ctx, {
         model: values.model!,
         promptsFile: values.prompts!,
-        hook: values.hook!,
+        hook: values.hook ?? "mid_block.attentions.0.delta",
         atSteps: values["at-steps"]!.split(",").map(Number),
         steps: num("steps"),
         half,
         guidance: num("guidance"),
         seed: num("seed"),
         out: values.out!,
-        shardPrompts: Math.max(1, num("shard-prompts")),
+        shardPrompts: values["shard-prompts"] === undefined ? 1 : Math.max(1, num("shard-prompts")),
         variant: values.variant,
         offline: values.offline,
         quiet: values.quiet,
@@ -333,16 +438,243 @@ async function saeCollect(args: string[]): Promise<number> {
   return 0;
 }
 
-// (sae train)
+/** `sae collect --pooled`: Revelio's one mean-pooled vector per image of a folder. */
+async function saeCollectPooled(values: Record<string, string | boolean | undefined>): Promise<number> {
+  for (const k of ["model", "images", "out"] as const) {
+    if (!values[k]) throw new UsageError(`--${k} is required with --pooled`);
+  }
+  if (values.prompts) throw new UsageError(`--pooled reads --images, not --prompts`);
+  const int = (k: string, dflt?: number) => {
+    const v = values[k] === undefined ? dflt : Number(values[k]);
+    if (!Number.isInteger(v) || v! < 0) {
+      throw new UsageError(`--${k} must be a non-negative integer, got "${values[k]}"`);
+    }
+    return v!;
+  };
+  const batch = Math.max(1, int("batch"));
+  const ctx = await createContext();
+  try {
+    console.log(
+      await collectPooledCommand(ctx, {
+        model: values.model as string,
+        imageDir: values.images as string,
+        hook: (values.hook as string | undefined) ?? "mid_block",
+        timestep: int("timestep"),
+        size: int("size"),
+        seed: int("seed"),
+        out: values.out as string,
+        batch,
+        shardImages: Math.max(1, int("shard-prompts", 64)),
+        variant: values.variant as string | undefined,
+        offline: values.offline as boolean,
+        quiet: values.quiet as boolean,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
 
-// (sae explain)
+async function saeTrain(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      data: { type: "string" },
+      out: { type: "string" },
+      preset: { type: "string", default: "sdlens" },
+      "n-latents": { type: "string" },
+      k: { type: "string" },
+      batch: { type: "string" },
+      steps: { type: "string" },
+      epochs: { type: "string" },
+      lr: { type: "string" },
+      "k-aux": { type: "string" },
+      "dead-steps": { type: "string" },
+      seed: { type: "string" },
+      "at-step": { type: "string" },
+      half: { type: "string" },
+      "metrics-every": { type: "string", default: "100" },
+      "checkpoint-every": { type: "string", default: "1000" },
+      resume: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  for (const k of ["data", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  const preset = values.preset as "sdlens" | "revelio";
+  if (!["sdlens", "revelio"].includes(preset)) throw new UsageError(`--preset must be sdlens or revelio`);
+  const half = values.half as "cond" | "uncond" | undefined;
+  if (half !== undefined && !["cond", "uncond"].includes(half)) throw new UsageError(`--half must be cond or uncond`);
+  type IntFlag = "n-latents" | "k" | "batch" | "steps" | "epochs" | "k-aux" | "dead-steps" | "seed";
+  const int = (k: IntFlag | "metrics-every" | "checkpoint-every", min: number) => {
+    if (values[k] === undefined) return undefined;
+    const v = Number(values[k]);
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
+    return v;
+  };
+  if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError("give --steps or --epochs");
+  const lr = values.lr === undefined ? undefined : Number(values.lr);
+  if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);
+  const atSteps = (values["at-step"] as string | undefined)?.split(",").map((x) => {
+    const v = Number(x);
+    if (!Number.isInteger(v) || v < 0) throw new UsageError(`--at-step takes step indices, got "${values["at-step"]}"`);
+    return v;
+  });
+  const ctx = await createContext();
+  try {
+    console.log(
+      await trainCommand(ctx, {
+        data: values.data!,
+        out: values.out!,
+        preset,
+        nLatents: int("n-latents", 1),
+        k: int("k", 1),
+        batch: int("batch", 1),
+        steps: int("steps", 0),
+        epochs: int("epochs", 1),
+        lr,
+        kAux: int("k-aux", 0),
+        deadSteps: int("dead-steps", 0),
+        seed: int("seed", 0),
+        atSteps,
+        half,
+        metricsEvery: int("metrics-every", 0)!,
+        checkpointEvery: int("checkpoint-every", 0)!,
+        resume: values.resume,
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
 
-// (sae layout)
+async function saeExplain(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      sae: { type: "string" },
+      data: { type: "string" },
+      out: { type: "string" },
+      top: { type: "string", default: "8" },
+      features: { type: "string", default: "top-by-frequency:128" },
+      "at-step": { type: "string" },
+      masks: { type: "string" },
+      names: { type: "string" },
+      "batch-rows": { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  for (const k of ["sae", "data", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  const int = (k: "top" | "at-step" | "batch-rows") => {
+    if (values[k] === undefined) return undefined;
+    const v = Number(values[k]);
+    if (!Number.isInteger(v) || v < 0) {
+      throw new UsageError(`--${k} must be a non-negative integer, got "${values[k]}"`);
+    }
+    return v;
+  };
+  let features;
+  try {
+    features = parseFeatureSelection(values.features!);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const ctx = await createContext();
+  try {
+    console.log(
+      await explainCommand(ctx, {
+        sae: values.sae!,
+        data: values.data!,
+        out: values.out!,
+        top: int("top"),
+        features,
+        atStep: int("at-step"),
+        masks: values.masks,
+        names: values.names,
+        batchRows: int("batch-rows"),
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
+
+async function saeLayout(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string" },
+      prompt: { type: "string" },
+      sae: { type: "string" },
+      hook: { type: "string" },
+      step: { type: "string", default: "0" },
+      steps: { type: "string", default: "50" },
+      seed: { type: "string", default: "0" },
+      guidance: { type: "string", default: "7.5" },
+      features: { type: "string" },
+      mask: { type: "string" },
+      out: { type: "string" },
+      variant: { type: "string" },
+      offline: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  for (const k of ["model", "sae", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  if (values.prompt === undefined) throw new UsageError("--prompt is required");
+  const int = (k: "step" | "steps" | "seed", min: number) => {
+    const v = Number(values[k]);
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
+    return v;
+  };
+  const guidance = Number(values.guidance);
+  if (!Number.isFinite(guidance)) throw new UsageError(`--guidance must be a number, got "${values.guidance}"`);
+  const features = values.features?.split(",").map((f: string) => {
+    const id = Number(f);
+    if (!Number.isInteger(id) || id < 0) throw new UsageError(`--features must be latent ids ≥ 0, got "${f}"`);
+    return id;
+  });
+  const step = int("step", 0), steps = int("steps", 1);
+  if (step >= steps) throw new UsageError(`--step ${step} is not one of the ${steps} sampling steps`);
+  const ctx = await createContext();
+  try {
+    console.log(
+      await saeLayoutCommand(ctx, {
+        model: values.model!,
+        prompt: values.prompt,
+        sae: values.sae!,
+        hook: values.hook,
+        step,
+        steps,
+        seed: int("seed", 0),
+        guidance,
+        features,
+        mask: values.mask,
+        out: values.out!,
+        variant: values.variant,
+        offline: values.offline,
+        quiet: values.quiet,
+      }),
+    );
+  } finally {
+    ctx.destroy();
+  }
+  return 0;
+}
 
 class UsageError extends Error {}
 
 const SAE_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   collect: saeCollect,
+  train: saeTrain,
+  layout: saeLayout,
+  explain: saeExplain,
 };
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {

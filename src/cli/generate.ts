@@ -4,7 +4,11 @@
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
-import type { Hooks } from "../hooks/hooks.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { type Half, Hooks } from "../hooks/hooks.ts";
+import { readMaskPng } from "../io/mask.ts";
+import { loadSaeFile } from "../io/sae_files.ts";
+import { DEFAULT_STEER_HOOK, type Quadrant, QUADRANTS, type SteerFeature, steerSae, stepRange } from "../sae/steer.ts";
 import { resolveModel } from "../io/hub.ts";
 import { writePng } from "../io/png.ts";
 import { type ProgressBar, progressBar } from "../io/progress.ts";
@@ -34,6 +38,76 @@ export interface GenerateArgs {
   hooks?: Hooks;
   /** An ablation patch (from erase/amplify) to apply after loading. */
   patch?: string;
+  /** Steering with SAE features (`--sae`). */
+  sae?: SaeSteerArgs;
+}
+
+/** `generate --sae FILE --feature ID --strength S [--region R] [--window a-b]`: see {@linkcode steerSae}. */
+export interface SaeSteerArgs {
+  /** The SAE file (saveSaeFile's layout). */
+  file: string;
+  /** Hook point; default the file's config "hook", else `mid_block.attentions.0.delta`. */
+  hook?: string;
+  /** CFG half edited (default "cond"; "both" when guidance ≤ 1, where there is no CFG pair). */
+  half?: Half;
+  features: {
+    id: number;
+    strength: number;
+    /** A quadrant or a mask PNG's path (white or opaque = inside); none: global. */
+    region?: Quadrant | string;
+    /** Step indices [a, b) (clipped to the run's steps); default every step. */
+    window?: [number, number];
+  }[];
+}
+
+/**
+ * Loads the SAE and mask images of `s` and registers the steering edit on `hooks`; returns what to free after
+ * sampling.
+ */
+export async function addSaeSteering(
+  ctx: GpuContext,
+  hooks: Hooks,
+  s: SaeSteerArgs,
+  run: { steps: number; guidance: number },
+): Promise<{ hook: string; release: () => void }> {
+  const { sae, extra } = await loadSaeFile(ctx, s.file);
+  const masks: Tensor[] = [];
+  try {
+    const features: SteerFeature[] = [];
+    for (const f of s.features) {
+      let region: SteerFeature["region"];
+      if (f.region !== undefined && (QUADRANTS as readonly string[]).includes(f.region)) region = f.region as Quadrant;
+      else if (f.region !== undefined) {
+        const m = await readMaskPng(f.region);
+        region = ctx.persist(ctx.upload(m.data, [m.height, m.width], "f32", f.region));
+        masks.push(region);
+      }
+      let steps: number[] | undefined;
+      if (f.window) {
+        const [a, b] = f.window;
+        if (!(Number.isInteger(a) && Number.isInteger(b) && 0 <= a && a < b && a < run.steps)) {
+          throw new RangeError(`--window ${a}-${b} of feature ${f.id} selects none of the ${run.steps} steps`);
+        }
+        steps = stepRange(a, Math.min(b, run.steps));
+      }
+      features.push({ id: f.id, strength: f.strength, region, steps });
+    }
+    const hook = s.hook ?? (typeof extra.hook === "string" ? extra.hook : DEFAULT_STEER_HOOK);
+    const half = run.guidance > 1 ? s.half ?? "cond" : "both";
+    const steering = steerSae(hooks, sae, { hook, features, half });
+    return {
+      hook,
+      release: () => {
+        steering.release();
+        sae.release();
+        ctx.release(...masks);
+      },
+    };
+  } catch (e) {
+    sae.release();
+    ctx.release(...masks);
+    throw e;
+  }
 }
 
 /** Reads `FILE[:TENSOR]`. */
@@ -85,8 +159,11 @@ export async function loadPipelineCli(
 /** Runs the command; returns a summary line. */
 export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise<string> {
   const pipe = await loadPipelineCli(ctx, a);
+  let steer: { hook: string; release: () => void } | undefined;
   try {
     if (a.patch) await applyPatchFile(pipe, a.patch);
+    const hooks = a.sae ? a.hooks ?? new Hooks() : a.hooks;
+    if (a.sae) steer = await addSaeSteering(ctx, hooks!, a.sae, a);
     const init = a.latents ? await readLatentsArg(a.latents) : undefined;
     const batch = init ? init.shape[0] : a.batch;
     const f = pipe.vaeScaleFactor;
@@ -100,7 +177,7 @@ export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise
       seed: a.seed,
       latents: init?.data,
       ...size,
-      hooks: a.hooks,
+      hooks,
       saveSteps: !!a.saveSteps,
       onStep: ({ steps }) => {
         bar ??= progressBar("sampling", steps, { unit: "steps", silent: a.quiet });
@@ -125,8 +202,10 @@ export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise
       await writeSafetensorsFile(a.saveSteps, tensors, { prompt: a.prompt, producer: "diffscope generate" });
     }
     ctx.release(result.latents, result.image);
-    return `wrote ${paths.join(", ")} (${W}×${H}, ${result.timesteps.length} steps)`;
+    const steered = steer ? `, steered at ${steer.hook}` : "";
+    return `wrote ${paths.join(", ")} (${W}×${H}, ${result.timesteps.length} steps${steered})`;
   } finally {
+    steer?.release();
     pipe.release();
   }
 }

@@ -1,12 +1,14 @@
 /**
- * `diffscope sae collect`: activations of a hook point over a prompt file, streamed into a resumable shard store.
- * Deno edge code.
+ * `diffscope sae collect`: activations of a hook point over a prompt file (or, with `--pooled`, Revelio's one
+ * mean-pooled vector per real image of a folder), streamed into a resumable shard store. Deno edge code.
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { appendShard, readManifest, type StoreManifest } from "../io/activation_store.ts";
+import { readPng } from "../io/png.ts";
 import { progressBar } from "../io/progress.ts";
 import { type CollectedRows, collectPrompt } from "../sae/collect.ts";
+import { PooledCollector } from "../sae/collect_pooled.ts";
 import type { Half } from "../hooks/hooks.ts";
 import { loadPipelineCli } from "./generate.ts";
 
@@ -76,5 +78,111 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
     return `${a.out}: ${m!.rows} rows of ${m!.d} values from ${m!.promptsDone} prompts in ${m!.shards.length} shard(s)`;
   } finally {
     pipe.release();
+  }
+}
+
+/** Arguments of {@linkcode collectPooledCommand}. */
+export interface CollectPooledArgs {
+  model: string;
+  /** Folder of PNG images (read in name order). */
+  imageDir: string;
+  hook: string;
+  /** DDPM training timestep of the noising. */
+  timestep: number;
+  /** Crop size in pixels. */
+  size: number;
+  /** Image i's noise is seeded with seed + i. */
+  seed: number;
+  out: string;
+  /** Images per U-Net call. */
+  batch: number;
+  /** Images per shard (a shard is committed once at least this many are pending, and at the end). */
+  shardImages: number;
+  variant?: string;
+  offline?: boolean;
+  quiet?: boolean;
+}
+
+/** The PNG files of a folder (not recursive), sorted by name (code-unit order, so the same on every system). */
+export async function listPngs(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.isFile && /\.png$/i.test(e.name)) names.push(e.name);
+  } catch (e) {
+    throw new Error(`--images ${dir} cannot be listed: ${(e as Error).message}`);
+  }
+  if (names.length === 0) throw new Error(`--images ${dir} holds no PNG images (*.png)`);
+  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Runs (or resumes) a pooled collection over the images of a folder; returns a summary line. */
+export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs): Promise<string> {
+  const names = await listPngs(a.imageDir);
+  if (!Number.isInteger(a.batch) || a.batch < 1) throw new RangeError(`--batch must be a positive integer`);
+  await Deno.mkdir(a.out, { recursive: true });
+  let m = await readManifest(a.out);
+  const hook = a.hook.replace(/^unet\./, "");
+  const want = { pooled: true, hook, timestep: a.timestep, size: a.size, seed: a.seed, prompts: names };
+  if (m) {
+    const diff = Object.entries(want).filter(([k, v]) =>
+      JSON.stringify((m as unknown as Record<string, unknown>)[k]) !== JSON.stringify(v)
+    ).map(([k]) => (k === "prompts" ? "image list" : k));
+    if (diff.length) {
+      throw new Error(
+        `${a.out} holds a different collection (${m.pooled ? `its ${diff.join(", ")} differ` : "not a pooled one"}; ` +
+          `see its manifest.json); use another --out`,
+      );
+    }
+  }
+  const pipe = await loadPipelineCli(ctx, a);
+  let col: PooledCollector | undefined;
+  try {
+    col = await PooledCollector.create(pipe, { hook, timestep: a.timestep, size: a.size, seed: a.seed });
+    const bar = progressBar("collect", names.length, { unit: "images", silent: a.quiet });
+    const start = m?.promptsDone ?? 0;
+    bar.tick(start);
+    let pending: CollectedRows[] = [];
+    for (let i = start; i < names.length; i += a.batch) {
+      const group = names.slice(i, i + a.batch);
+      const images = [];
+      for (const name of group) images.push(await readImage(`${a.imageDir}/${name}`));
+      const rows = await col.collect(images, i);
+      m ??= {
+        format: "diffscope.activations/1",
+        ...want,
+        imageDir: a.imageDir,
+        atSteps: [],
+        steps: 0,
+        half: "none",
+        d: rows[0].d,
+        grid: [1, 1],
+        images: rows[0].image !== undefined,
+        promptsDone: 0,
+        rows: 0,
+        shards: [],
+      } satisfies StoreManifest;
+      pending.push(...rows);
+      if (pending.length >= a.shardImages || i + group.length >= names.length) {
+        await appendShard(a.out, m, pending);
+        pending = [];
+      }
+      bar.tick(group.length);
+    }
+    bar.done();
+    return `${a.out}: ${m!.rows} pooled rows of ${m!.d} values (${hook}, t = ${a.timestep}) from ` +
+      `${m!.promptsDone} images in ${m!.shards.length} shard(s)`;
+  } finally {
+    col?.release();
+    pipe.release();
+  }
+}
+
+/** Reads one PNG; every failure names the file. */
+async function readImage(path: string) {
+  try {
+    return await readPng(path);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.includes(path) ? msg : `${path}: ${msg}`);
   }
 }

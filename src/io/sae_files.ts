@@ -1,14 +1,21 @@
 /**
  * SAE files on the local disk (Deno only): saving and loading an SAE as safetensors (src/sae/serialize.ts gives the
- * layout PyTorch reads), periodic training checkpoints, and a training source over an [N, d] activations file.
+ * layout PyTorch reads), periodic training checkpoints (the SAE alone, or with the full training state to resume
+ * from), and a training source over an [N, d] activations file.
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { openSafetensors, type SafetensorsFile } from "../safetensors/mod.ts";
-import type { Sae } from "../sae/model.ts";
-import { saeFromSafetensors, type SaeLoadOptions, saeToSafetensors } from "../sae/serialize.ts";
+import type { Sae, SaeConfig } from "../sae/model.ts";
+import {
+  saeFromSafetensors,
+  type SaeLoadOptions,
+  saeToSafetensors,
+  trainStateFromSafetensors,
+  trainStateToSafetensors,
+} from "../sae/serialize.ts";
 import { type ActivationSource, safetensorsActivations } from "../sae/sources.ts";
-import type { SaeCheckpoint } from "../sae/train.ts";
+import type { ResolvedTrainConfig, SaeCheckpoint, TrainState } from "../sae/train.ts";
 import { fileSource, openSafetensorsFile, writeSafetensorsFile } from "./safetensors_file.ts";
 
 /**
@@ -48,13 +55,54 @@ export async function loadSaeFile(
 export function checkpointWriter(dir: string, prefix = "sae_step"): (c: SaeCheckpoint) => Promise<void> {
   return async ({ sae, step, config, mseScale }) => {
     await Deno.mkdir(dir, { recursive: true });
-    const { d: _d, nLatents: _n, k: _k, relu: _r, ...rest } = config;
-    const train: Record<string, unknown> = { mse_scale: mseScale, step };
-    for (const [key, v] of Object.entries(rest)) {
-      train[key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = typeof v === "function" ? "schedule" : v;
-    }
-    await saveSaeFile(`${dir}/${prefix}${step}.safetensors`, sae, train);
+    await saveSaeFile(`${dir}/${prefix}${step}.safetensors`, sae, {
+      mse_scale: mseScale,
+      step,
+      ...trainConfigJson(config),
+    });
   };
+}
+
+/**
+ * The training settings of a resolved config as JSON for a file's metadata: snake_case keys (as PyTorch code spells
+ * them), without the SAE's own d, n_latents, k and relu; an lr schedule is written as "schedule".
+ */
+export function trainConfigJson(config: ResolvedTrainConfig): Record<string, unknown> {
+  const { d: _d, nLatents: _n, k: _k, relu: _r, ...rest } = config;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(rest)) {
+    out[key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = typeof v === "function" ? "schedule" : v;
+  }
+  return out;
+}
+
+/**
+ * Writes a checkpoint to resume training from (atomically): the SAE's tensors, so `loadSaeFile` reads it as an SAE,
+ * plus the training state (see `trainStateToSafetensors`); `extra` goes into the config JSON.
+ *
+ * ```ts ignore
+ * await trainSAE(ctx, src, config, {
+ *   checkpointEvery: 1000,
+ *   onCheckpoint: async (c) => saveTrainCheckpoint("run.ckpt.safetensors", c.sae.config, await c.state()),
+ * });
+ * ```
+ */
+export async function saveTrainCheckpoint(
+  path: string,
+  config: SaeConfig,
+  state: TrainState,
+  extra: Readonly<Record<string, unknown>> = {},
+): Promise<void> {
+  const { tensors, metadata } = trainStateToSafetensors(config, state, extra);
+  await writeSafetensorsFile(path, tensors, metadata);
+}
+
+/** Reads a checkpoint written by {@linkcode saveTrainCheckpoint}: the state to pass as `trainSAE`'s `resume`. */
+export async function loadTrainCheckpoint(
+  path: string | URL,
+): Promise<{ state: TrainState; config: SaeConfig; extra: Record<string, unknown> }> {
+  await using st = await openSafetensorsFile(path);
+  return await trainStateFromSafetensors(st);
 }
 
 /** An activation source over a local safetensors file; close it when training is done. */

@@ -10,6 +10,8 @@ export interface Rng {
   uniform(): number;
   /** Standard normal. */
   normal(): number;
+  /** The uniform stream's state: `rng(r.state())` continues it (a normal's cached spare is not part of it). */
+  state(): number;
 }
 
 /** mulberry32 seeded with a 32-bit integer. */
@@ -34,7 +36,7 @@ export function rng(seed: number): Rng {
     spare = r * Math.sin(2 * Math.PI * u2);
     return r * Math.cos(2 * Math.PI * u2);
   };
-  return { uniform, normal };
+  return { uniform, normal, state: () => s };
 }
 
 /** `n` normals scaled by `scale`, as a Float32Array. */

@@ -20,3 +20,7 @@ export * from "./init.ts";
 export * from "./sources.ts";
 export * from "./serialize.ts";
 export * from "./train.ts";
+export * from "./positions.ts";
+export * from "./steer.ts";
+export * from "./layout.ts";
+export * from "./explain.ts";

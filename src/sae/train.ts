@@ -6,7 +6,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { fmtShape, type Tensor } from "../gpu/tensor.ts";
+import { fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { transpose } from "../ops/permute.ts";
 import { Adam, linearWarmup, type LrSchedule } from "../optim/adam.ts";
 import { rng } from "../ref/random.ts";
@@ -21,7 +21,9 @@ import {
   saeBackward,
   saeConfig,
   saeForward,
+  type SaeParamName,
   type SaeParams,
+  saeParamShapes,
 } from "./model.ts";
 import type { ActivationSource } from "./sources.ts";
 
@@ -177,6 +179,37 @@ export interface SaeCheckpoint {
   config: ResolvedTrainConfig;
   /** 1/Var(x) of the "scaled" loss. */
   mseScale: number;
+  /** Reads back the whole training state (to resume from exactly here); call it before the callback returns. */
+  state(): Promise<TrainState>;
+}
+
+/** Where a {@linkcode RowOrder} stands: the current pass's permutation, the position in it, the shuffle's rng. */
+export interface RowOrderState {
+  perm: Uint32Array;
+  at: number;
+  /** The mulberry32 state (`Rng.state()`). */
+  rand: number;
+}
+
+/** What {@linkcode SaeTrainer} holds besides its config, on the host. */
+export interface TrainerState {
+  /** 1/Var(x) of the "scaled" loss. */
+  mseScale: number;
+  params: Record<SaeParamName, Float32Array>;
+  /** Adam's step count and moments under {@linkcode Adam.state}'s names (`W_enc.exp_avg`, `W_enc.exp_avg_sq`, …). */
+  adam: { step: number; moments: Record<string, Float32Array> };
+  /** `DeadLatents.counter` (null when AuxK is off). */
+  deadCounter: Uint32Array | null;
+}
+
+/**
+ * Everything a run needs to continue exactly where it stopped: given as `resume`, {@linkcode trainSAE} reproduces
+ * the batches, AuxK masks and updates an uninterrupted run would have made.
+ */
+export interface TrainState extends TrainerState {
+  /** Steps done. */
+  step: number;
+  order: RowOrderState;
 }
 
 /** Options of {@linkcode trainSAE}. */
@@ -191,6 +224,13 @@ export interface TrainOptions {
   onCheckpoint?: (c: SaeCheckpoint) => void | Promise<void>;
   /** Stops after the current step when aborted. */
   signal?: AbortSignal;
+  /** Called after each step is submitted (progress bars). */
+  onStep?: (step: number) => void;
+  /**
+   * Continue a run from a checkpoint's state instead of starting one: no init, no 1/Var(x) measurement; the
+   * config must be the one the state was made with (shapes are checked; `steps` may grow).
+   */
+  resume?: TrainState;
 }
 
 /** The outcome of {@linkcode trainSAE}. */
@@ -213,10 +253,22 @@ export class RowOrder {
   #at: number;
   #rand: ReturnType<typeof rng>;
 
-  constructor(readonly rows: number, seed: number) {
-    this.#rand = rng(seed);
-    this.#perm = Uint32Array.from({ length: rows }, (_, i) => i);
-    this.#at = rows;
+  /** A fresh order from `seed`, or one continuing from `state` (a {@linkcode RowOrder.state} of `rows` rows). */
+  constructor(readonly rows: number, seed: number, state?: RowOrderState) {
+    if (state && state.perm.length !== rows) {
+      throw new RangeError(`RowOrder: the state orders ${state.perm.length} rows, not ${rows}`);
+    }
+    if (state && !(Number.isInteger(state.at) && state.at >= 0 && state.at <= rows)) {
+      throw new RangeError(`RowOrder: the state's position ${state.at} is not in [0, ${rows}]`);
+    }
+    this.#rand = rng(state ? state.rand : seed);
+    this.#perm = state ? state.perm.slice() : Uint32Array.from({ length: rows }, (_, i) => i);
+    this.#at = state ? state.at : rows;
+  }
+
+  /** A copy of where the order stands; `new RowOrder(rows, seed, state)` continues from it. */
+  state(): RowOrderState {
+    return { perm: this.#perm.slice(), at: this.#at, rand: this.#rand.state() };
   }
 
   /** The next `n` ids (n ≤ rows); a new pass starts, reshuffled, when the current one cannot fill a batch. */
@@ -290,6 +342,50 @@ export class SaeTrainer {
     this.optimizer.step(rec);
   }
 
+  /** Reads the parameters, Adam's moments and step count, and the dead-latent counter back to the host. */
+  async exportState(): Promise<TrainerState> {
+    const params = {} as Record<SaeParamName, Float32Array>;
+    for (const name of SAE_PARAM_NAMES) params[name] = await this.ctx.readF32(this.sae.params[name]);
+    const moments: Record<string, Float32Array> = {};
+    for (const [name, t] of this.optimizer.state()) if (name !== "step") moments[name] = await this.ctx.readF32(t);
+    const deadCounter = this.dead ? new Uint32Array(await this.ctx.read(this.dead.counter) as Uint32Array) : null;
+    return { mseScale: this.mseScale, params, adam: { step: this.optimizer.steps, moments }, deadCounter };
+  }
+
+  /** Restores a state from {@linkcode exportState} (of a trainer with the same config); shapes are checked. */
+  async importState(s: TrainerState): Promise<void> {
+    const shapes = saeParamShapes(this.sae.config);
+    const wrong: string[] = [];
+    for (const name of SAE_PARAM_NAMES) {
+      const want = numel(shapes[name]);
+      if (s.params[name]?.length !== want) {
+        wrong.push(`${name} has ${s.params[name]?.length ?? "no"} values, not ${fmtShape(shapes[name])}`);
+      }
+    }
+    if ((s.deadCounter === null) !== (this.dead === null)) {
+      wrong.push(this.dead ? "it has no dead-latent counter (AuxK was off)" : "it has a dead-latent counter");
+    } else if (this.dead && s.deadCounter!.length !== this.dead.n) {
+      wrong.push(`its dead-latent counter has ${s.deadCounter!.length} entries, not ${this.dead.n}`);
+    }
+    if (wrong.length) throw new TypeError(`SaeTrainer.importState: the state does not fit: ${wrong.join("; ")}`);
+    for (const name of SAE_PARAM_NAMES) this.ctx.write(this.sae.params[name], s.params[name]);
+    if (this.dead) this.ctx.write(this.dead.counter, s.deadCounter!);
+    const given = new Map<string, Tensor>();
+    try {
+      for (const [name, v] of Object.entries(s.adam.moments)) {
+        // moments arrive flat: shaped like their parameter when the sizes agree, else flat for Adam's error
+        const shape = shapes[name.replace(/\.exp_avg(_sq)?$/, "") as SaeParamName];
+        const fits = shape !== undefined && numel(shape) === v.length;
+        given.set(name, this.ctx.upload(v, fits ? shape : [v.length], "f32", name));
+      }
+      given.set("step", this.ctx.upload([s.adam.step], [], "f32", "step"));
+      await this.optimizer.loadState(given);
+    } finally {
+      for (const t of given.values()) this.ctx.release(t);
+    }
+    this.mseScale = s.mseScale;
+  }
+
   /** Frees the gradients, the optimiser state and the counter (not the SAE). */
   release(): void {
     for (const name of SAE_PARAM_NAMES) this.ctx.release(this.grads[name]);
@@ -325,6 +421,9 @@ async function batchTensor(rec: Recorder, source: ActivationSource, ids: Uint32A
  * 3. per step: a shuffled batch, forward, loss, sparse backward, decoder renormalisation and gradient projection,
  *    Adam; AuxK over the latents dead for `deadSteps` steps. Metrics every `metricsEvery` steps.
  *
+ * With `resume` (a checkpoint's {@linkcode SaeCheckpoint.state}), steps 1 and 2 are replaced by the saved state and
+ * the run continues as the uninterrupted one would have, bit for bit.
+ *
  * ```ts ignore
  * const { sae, history } = await trainSAE(ctx, tensorSource(acts), { d: 1280, k: 10, steps: 2000 }, {
  *   onMetrics: (m) => console.log(m.step, m.scaledMse, m.explainedVariance),
@@ -347,54 +446,50 @@ export async function trainSAE(
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`trainSAE: ${name} must be an integer ≥ 0, got ${v}`);
   }
   const steps = c.steps ?? c.epochs * Math.floor(source.rows / B);
-  const sae = new Sae(ctx, { d: c.d, nLatents: c.nLatents, k: c.k, relu: c.relu });
-  const order = new RowOrder(source.rows, c.seed);
-
-  // 1. init
-  let rec = ctx.recorder("sae.init");
-  initSaeWeights(rec, sae, { scheme: c.init, seed: c.seed });
-  if (c.bPreInit !== "zero") {
-    const initOrder = new RowOrder(source.rows, (c.seed ^ 0x5bd1e995) >>> 0);
-    const m = Math.min(c.initRows, source.rows);
-    const points = ctx.tensor([m, c.d], "f32", "sae.init.points");
-    for (let at = 0; at < m; at += B) {
-      const len = Math.min(B, m - at);
-      const ids = initOrder.next(len);
-      const [t, pooled] = await batchTensor(rec, source, ids);
-      rec.copy(t, { ...points, offset: at * c.d * 4 }, len * c.d * 4);
-      if (pooled) rec.recycle(t);
+  const resume = opts.resume;
+  if (resume) {
+    if (resume.order.perm.length !== source.rows) {
+      throw new RangeError(
+        `trainSAE: the state to resume was made over ${resume.order.perm.length} rows; the source has ${source.rows}`,
+      );
     }
-    if (c.bPreInit === "mean") columnMean(rec, points, { out: sae.params.b_pre });
-    else geometricMedian(rec, points, { out: sae.params.b_pre });
-    rec.releaseAfterSubmit(points);
-  } else rec.zero(sae.params.b_pre);
-  await rec.submit();
-
-  // 2. 1/Var(x), on the first batches of the training order (as SDLens measures it)
-  const scalars = ctx.persist(ctx.tensor([16], "f32", "sae.scalars"));
-  const scaleOrder = new RowOrder(source.rows, c.seed);
-  let variance = 0;
-  for (let b = 0; b < c.scaleBatches; b++) {
-    rec = ctx.recorder("sae.scale");
-    const [x, pooled] = await batchTensor(rec, source, scaleOrder.next(B));
-    saeLoss(rec, { x, xHat: x }, { grad: false, scalars });
-    if (pooled) rec.recycle(x);
-    await rec.submit();
-    variance += lossScalars(await ctx.readF32(scalars)).varX / c.scaleBatches;
+    if (!(Number.isInteger(resume.step) && resume.step >= 0 && resume.step <= steps)) {
+      throw new RangeError(`trainSAE: the state to resume is at step ${resume.step}, past the ${steps} steps asked`);
+    }
   }
-  const mseScale = variance > 0 ? 1 / variance : 1;
+  const order = new RowOrder(source.rows, c.seed, resume?.order);
+  const sae = new Sae(ctx, { d: c.d, nLatents: c.nLatents, k: c.k, relu: c.relu });
+  const scalars = ctx.persist(ctx.tensor([16], "f32", "sae.scalars"));
+  let trainer: SaeTrainer;
+  try {
+    trainer = new SaeTrainer(ctx, sae, c, resume ? resume.mseScale : await initialize(sae, source, c, scalars));
+  } catch (e) {
+    sae.release();
+    ctx.release(scalars);
+    throw e;
+  }
+  if (resume) {
+    try {
+      await trainer.importState(resume);
+    } catch (e) {
+      trainer.release();
+      sae.release();
+      ctx.release(scalars);
+      throw e;
+    }
+  }
 
-  // 3. the loop
-  const trainer = new SaeTrainer(ctx, sae, c, mseScale);
+  // the loop
   const history: SaeMetrics[] = [];
   // AuxK is exact to skip while no counter can exceed deadSteps: counters grow by at most 1 per step from the
   // last value read back.
-  let knownMax = 0, knownAt = 0;
+  let step = resume?.step ?? 0;
+  let knownMax = resume?.deadCounter ? maxOf(resume.deadCounter) : 0, knownAt = step;
+  const mseScale = trainer.mseScale;
   const t0 = performance.now();
   let inFlight: Promise<unknown> = Promise.resolve();
-  let step = 0;
   try {
-    for (step = 0; step < steps && !opts.signal?.aborted;) {
+    while (step < steps && !opts.signal?.aborted) {
       let aux = trainer.dead !== null && knownMax + (step + 1 - knownAt) > c.deadSteps;
       if (aux && step - knownAt >= PROBE_EVERY) { // a readback syncs: not every step
         await inFlight;
@@ -402,7 +497,7 @@ export async function trainSAE(
         knownAt = step;
         aux = knownMax + 1 > c.deadSteps;
       }
-      rec = ctx.recorder("sae.step");
+      const rec = ctx.recorder("sae.step");
       const [x, pooled] = await batchTensor(rec, source, order.next(B));
       trainer.recordStep(rec, x, scalars, { aux });
       if (pooled) rec.recycle(x);
@@ -412,6 +507,7 @@ export async function trainSAE(
       const done = ctx.device.queue.onSubmittedWorkDone();
       await inFlight;
       inFlight = done;
+      opts.onStep?.(step);
       const last = step === steps || opts.signal?.aborted;
       if ((metricsEvery > 0 && step % metricsEvery === 0) || (last && opts.onMetrics)) {
         const s = lossScalars(await ctx.readF32(scalars));
@@ -438,7 +534,14 @@ export async function trainSAE(
         opts.onMetrics?.(m);
       }
       if (checkpointEvery > 0 && opts.onCheckpoint && (step % checkpointEvery === 0 || last)) {
-        await opts.onCheckpoint({ sae, step, config: c, mseScale });
+        const state = async (): Promise<TrainState> => {
+          await inFlight;
+          const s = { ...await trainer.exportState(), step, order: order.state() };
+          // the counter is read anyway: a resumed run starts from this reading too, so both decide AuxK alike
+          if (s.deadCounter) [knownMax, knownAt] = [maxOf(s.deadCounter), step];
+          return s;
+        };
+        await opts.onCheckpoint({ sae, step, config: c, mseScale, state });
       }
     }
     await ctx.sync();
@@ -447,6 +550,47 @@ export async function trainSAE(
     ctx.release(scalars);
   }
   return { sae, config: c, steps: step, tokens: step * B, seconds: (performance.now() - t0) / 1000, mseScale, history };
+}
+
+/** A new run's start: the weight init, b_pre from the first rows, and the 1/Var(x) of the scaled loss (returned). */
+async function initialize(
+  sae: Sae,
+  source: ActivationSource,
+  c: ResolvedTrainConfig,
+  scalars: Tensor,
+): Promise<number> {
+  const ctx = sae.ctx, B = c.batchSize;
+  let rec = ctx.recorder("sae.init");
+  initSaeWeights(rec, sae, { scheme: c.init, seed: c.seed });
+  if (c.bPreInit !== "zero") {
+    const initOrder = new RowOrder(source.rows, (c.seed ^ 0x5bd1e995) >>> 0);
+    const m = Math.min(c.initRows, source.rows);
+    const points = ctx.tensor([m, c.d], "f32", "sae.init.points");
+    for (let at = 0; at < m; at += B) {
+      const len = Math.min(B, m - at);
+      const ids = initOrder.next(len);
+      const [t, pooled] = await batchTensor(rec, source, ids);
+      rec.copy(t, { ...points, offset: at * c.d * 4 }, len * c.d * 4);
+      if (pooled) rec.recycle(t);
+    }
+    if (c.bPreInit === "mean") columnMean(rec, points, { out: sae.params.b_pre });
+    else geometricMedian(rec, points, { out: sae.params.b_pre });
+    rec.releaseAfterSubmit(points);
+  } else rec.zero(sae.params.b_pre);
+  await rec.submit();
+
+  // 1/Var(x), on the first batches of the training order (as SDLens measures it)
+  const scaleOrder = new RowOrder(source.rows, c.seed);
+  let variance = 0;
+  for (let b = 0; b < c.scaleBatches; b++) {
+    rec = ctx.recorder("sae.scale");
+    const [x, pooled] = await batchTensor(rec, source, scaleOrder.next(B));
+    saeLoss(rec, { x, xHat: x }, { grad: false, scalars });
+    if (pooled) rec.recycle(x);
+    await rec.submit();
+    variance += lossScalars(await ctx.readF32(scalars)).varX / c.scaleBatches;
+  }
+  return variance > 0 ? 1 / variance : 1;
 }
 
 function maxOf(a: Uint32Array): number {
