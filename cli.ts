@@ -17,6 +17,7 @@ import { collectCommand, collectPooledCommand } from "./src/cli/sae.ts";
 import { saeLayoutCommand } from "./src/cli/sae_layout.ts";
 import { explainCommand, parseFeatureSelection } from "./src/cli/sae_explain.ts";
 import { trainCommand } from "./src/cli/sae_train.ts";
+import { flags, UsageError, withGpu } from "./src/cli/args.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -132,24 +133,18 @@ async function forward(args: string[]): Promise<number> {
   for (const k of ["model", "inputs", "out"] as const) {
     if (!values[k]) throw new UsageError(`--${k} is required`);
   }
-  const ctx = await createContext();
-  try {
-    console.log(
-      await forwardCommand(ctx, {
-        model: values.model!,
-        inputs: values.inputs!,
-        out: values.out!,
-        capture: values.capture!,
-        variant: values.variant,
-        quiet: values.quiet,
-        backward: values.backward,
-        grads: values.grads,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) =>
+    forwardCommand(ctx, {
+      model: values.model!,
+      inputs: values.inputs!,
+      out: values.out!,
+      capture: values.capture!,
+      variant: values.variant,
+      quiet: values.quiet,
+      backward: values.backward,
+      grads: values.grads,
+    })
+  );
 }
 
 async function generate(args: string[]): Promise<number> {
@@ -181,46 +176,35 @@ async function generate(args: string[]): Promise<number> {
     },
     strict: true,
   });
+  const { int, num } = flags(values);
   if (!values.model) throw new UsageError("--model is required");
   const sae = saeSteerArgs(values);
   if (values.prompt === undefined) throw new UsageError("--prompt is required");
-  const int = (k: "steps" | "seed" | "batch", min: number) => {
-    const v = Number(values[k]);
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
-    return v;
-  };
-  const guidance = Number(values.guidance);
-  if (!Number.isFinite(guidance)) throw new UsageError(`--guidance must be a number, got "${values.guidance}"`);
+  const guidance = num("guidance");
   const scheduler = values.scheduler as keyof typeof SCHEDULER_NAMES | undefined;
   if (scheduler && !(scheduler in SCHEDULER_NAMES)) {
     throw new UsageError(`--scheduler must be one of ${Object.keys(SCHEDULER_NAMES).join(", ")}, got "${scheduler}"`);
   }
-  const ctx = await createContext();
-  try {
-    console.log(
-      await generateCommand(ctx, {
-        model: values.model,
-        prompt: values.prompt,
-        negative: values.negative,
-        steps: int("steps", 1),
-        guidance,
-        scheduler,
-        seed: int("seed", 0),
-        batch: int("batch", 1),
-        latents: values.latents,
-        saveSteps: values["save-steps"],
-        out: values.out!,
-        variant: values.variant,
-        offline: values.offline,
-        quiet: values.quiet,
-        patch: values.patch,
-        sae,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) =>
+    generateCommand(ctx, {
+      model: values.model,
+      prompt: values.prompt,
+      negative: values.negative,
+      steps: int("steps", 1),
+      guidance,
+      scheduler,
+      seed: int("seed", 0),
+      batch: int("batch", 1),
+      latents: values.latents,
+      saveSteps: values["save-steps"],
+      out: values.out!,
+      variant: values.variant,
+      offline: values.offline,
+      quiet: values.quiet,
+      patch: values.patch,
+      sae,
+    })
+  );
 }
 
 /** `generate`'s --sae options: the i-th --strength/--region/--window pairs with the i-th --feature, or one serves all. */
@@ -305,11 +289,7 @@ function cadArgs(args: string[], cmd: string): CadArgs & { values: Record<string
   if (!values.out) throw new UsageError("--out is required");
   const mode = values.mode ?? (cmd === "amplify" ? "amplify" : "erase");
   if (mode !== "erase" && mode !== "amplify") throw new UsageError(`--mode must be erase or amplify, got "${mode}"`);
-  const int = (k: "timesteps" | "samples" | "seed" | "validate", min: number) => {
-    const v = Number(values[k]);
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
-    return v;
-  };
+  const { int } = flags(values);
   return {
     values,
     concept: values.concept,
@@ -329,13 +309,7 @@ function cadArgs(args: string[], cmd: string): CadArgs & { values: Record<string
 
 async function attribute(args: string[]): Promise<number> {
   const a = cadArgs(args, "attribute");
-  const ctx = await createContext();
-  try {
-    console.log(await attributeCommand(ctx, a));
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) => attributeCommand(ctx, a));
 }
 
 function edit(cmd: "erase" | "amplify") {
@@ -349,24 +323,18 @@ function edit(cmd: "erase" | "amplify") {
       throw new UsageError(`--ablate must be positive, negative or both`);
     }
     const steps = Number(a.values.steps);
-    const ctx = await createContext();
-    try {
-      console.log(
-        await editCommand(ctx, {
-          ...a,
-          mode: cmd,
-          ratio,
-          ablate,
-          flatten: a.values.flatten as boolean,
-          scores: a.values.scores as string | undefined,
-          prompts: (a.values.prompt as string[] | undefined) ?? [`a photo of ${a.concept}`],
-          steps,
-        }),
-      );
-    } finally {
-      ctx.destroy();
-    }
-    return 0;
+    return await withGpu((ctx) =>
+      editCommand(ctx, {
+        ...a,
+        mode: cmd,
+        ratio,
+        ablate,
+        flatten: a.values.flatten as boolean,
+        scores: a.values.scores as string | undefined,
+        prompts: (a.values.prompt as string[] | undefined) ?? [`a photo of ${a.concept}`],
+        steps,
+      })
+    );
   };
 }
 
@@ -405,37 +373,27 @@ async function saeCollect(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.pooled) return await saeCollectPooled(values);
-  for (const k of ["model", "prompts", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  flags(values).require("model", "prompts", "out");
   const half = values.half as "cond" | "uncond" | "both";
   if (!["cond", "uncond", "both"].includes(half)) throw new UsageError(`--half must be cond, uncond or both`);
-  const num = (k: "steps" | "seed" | "shard-prompts" | "guidance") => {
-    const v = Number(values[k]);
-    if (!Number.isFinite(v)) throw new UsageError(`--${k} must be a number, got "${values[k]}"`);
-    return v;
-  };
-  const ctx = await createContext();
-  try {
-    console.log(
-      await collectCommand(ctx, {
-        model: values.model!,
-        promptsFile: values.prompts!,
-        hook: values.hook ?? "mid_block.attentions.0.delta",
-        atSteps: values["at-steps"]!.split(",").map(Number),
-        steps: num("steps"),
-        half,
-        guidance: num("guidance"),
-        seed: num("seed"),
-        out: values.out!,
-        shardPrompts: values["shard-prompts"] === undefined ? 1 : Math.max(1, num("shard-prompts")),
-        variant: values.variant,
-        offline: values.offline,
-        quiet: values.quiet,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  const { int, num, optInt } = flags(values);
+  return await withGpu((ctx) =>
+    collectCommand(ctx, {
+      model: values.model!,
+      promptsFile: values.prompts!,
+      hook: values.hook ?? "mid_block.attentions.0.delta",
+      atSteps: values["at-steps"]!.split(",").map(Number),
+      steps: int("steps", 1),
+      half,
+      guidance: num("guidance"),
+      seed: int("seed", 0),
+      out: values.out!,
+      shardPrompts: optInt("shard-prompts", 1) ?? 1,
+      variant: values.variant,
+      offline: values.offline,
+      quiet: values.quiet,
+    })
+  );
 }
 
 /** `sae collect --pooled`: Revelio's one mean-pooled vector per image of a folder. */
@@ -444,36 +402,24 @@ async function saeCollectPooled(values: Record<string, string | boolean | undefi
     if (!values[k]) throw new UsageError(`--${k} is required with --pooled`);
   }
   if (values.prompts) throw new UsageError(`--pooled reads --images, not --prompts`);
-  const int = (k: string, dflt?: number) => {
-    const v = values[k] === undefined ? dflt : Number(values[k]);
-    if (!Number.isInteger(v) || v! < 0) {
-      throw new UsageError(`--${k} must be a non-negative integer, got "${values[k]}"`);
-    }
-    return v!;
-  };
-  const batch = Math.max(1, int("batch"));
-  const ctx = await createContext();
-  try {
-    console.log(
-      await collectPooledCommand(ctx, {
-        model: values.model as string,
-        imageDir: values.images as string,
-        hook: (values.hook as string | undefined) ?? "mid_block",
-        timestep: int("timestep"),
-        size: int("size"),
-        seed: int("seed"),
-        out: values.out as string,
-        batch,
-        shardImages: Math.max(1, int("shard-prompts", 64)),
-        variant: values.variant as string | undefined,
-        offline: values.offline as boolean,
-        quiet: values.quiet as boolean,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  const { int, optInt } = flags(values);
+  const batch = int("batch", 1);
+  return await withGpu((ctx) =>
+    collectPooledCommand(ctx, {
+      model: values.model as string,
+      imageDir: values.images as string,
+      hook: (values.hook as string | undefined) ?? "mid_block",
+      timestep: int("timestep"),
+      size: int("size"),
+      seed: int("seed"),
+      out: values.out as string,
+      batch,
+      shardImages: optInt("shard-prompts", 1) ?? 64,
+      variant: values.variant as string | undefined,
+      offline: values.offline as boolean,
+      quiet: values.quiet as boolean,
+    })
+  );
 }
 
 async function saeTrain(args: string[]): Promise<number> {
@@ -501,54 +447,42 @@ async function saeTrain(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  for (const k of ["data", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  flags(values).require("data", "out");
   const preset = values.preset as "sdlens" | "revelio";
   if (!["sdlens", "revelio"].includes(preset)) throw new UsageError(`--preset must be sdlens or revelio`);
   const half = values.half as "cond" | "uncond" | undefined;
   if (half !== undefined && !["cond", "uncond"].includes(half)) throw new UsageError(`--half must be cond or uncond`);
-  type IntFlag = "n-latents" | "k" | "batch" | "steps" | "epochs" | "k-aux" | "dead-steps" | "seed";
-  const int = (k: IntFlag | "metrics-every" | "checkpoint-every", min: number) => {
-    if (values[k] === undefined) return undefined;
-    const v = Number(values[k]);
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
-    return v;
-  };
+  const { optInt: int, optNum } = flags(values);
   if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError("give --steps or --epochs");
-  const lr = values.lr === undefined ? undefined : Number(values.lr);
+  const lr = optNum("lr");
   if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);
   const atSteps = (values["at-step"] as string | undefined)?.split(",").map((x) => {
     const v = Number(x);
     if (!Number.isInteger(v) || v < 0) throw new UsageError(`--at-step takes step indices, got "${values["at-step"]}"`);
     return v;
   });
-  const ctx = await createContext();
-  try {
-    console.log(
-      await trainCommand(ctx, {
-        data: values.data!,
-        out: values.out!,
-        preset,
-        nLatents: int("n-latents", 1),
-        k: int("k", 1),
-        batch: int("batch", 1),
-        steps: int("steps", 0),
-        epochs: int("epochs", 1),
-        lr,
-        kAux: int("k-aux", 0),
-        deadSteps: int("dead-steps", 0),
-        seed: int("seed", 0),
-        atSteps,
-        half,
-        metricsEvery: int("metrics-every", 0)!,
-        checkpointEvery: int("checkpoint-every", 0)!,
-        resume: values.resume,
-        quiet: values.quiet,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) =>
+    trainCommand(ctx, {
+      data: values.data!,
+      out: values.out!,
+      preset,
+      nLatents: int("n-latents", 1),
+      k: int("k", 1),
+      batch: int("batch", 1),
+      steps: int("steps", 0),
+      epochs: int("epochs", 1),
+      lr,
+      kAux: int("k-aux", 0),
+      deadSteps: int("dead-steps", 0),
+      seed: int("seed", 0),
+      atSteps,
+      half,
+      metricsEvery: int("metrics-every", 0)!,
+      checkpointEvery: int("checkpoint-every", 0)!,
+      resume: values.resume,
+      quiet: values.quiet,
+    })
+  );
 }
 
 async function saeExplain(args: string[]): Promise<number> {
@@ -568,41 +502,28 @@ async function saeExplain(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  for (const k of ["sae", "data", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
-  const int = (k: "top" | "at-step" | "batch-rows") => {
-    if (values[k] === undefined) return undefined;
-    const v = Number(values[k]);
-    if (!Number.isInteger(v) || v < 0) {
-      throw new UsageError(`--${k} must be a non-negative integer, got "${values[k]}"`);
-    }
-    return v;
-  };
+  flags(values).require("sae", "data", "out");
+  const { optInt: int } = flags(values);
   let features;
   try {
     features = parseFeatureSelection(values.features!);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const ctx = await createContext();
-  try {
-    console.log(
-      await explainCommand(ctx, {
-        sae: values.sae!,
-        data: values.data!,
-        out: values.out!,
-        top: int("top"),
-        features,
-        atStep: int("at-step"),
-        masks: values.masks,
-        names: values.names,
-        batchRows: int("batch-rows"),
-        quiet: values.quiet,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) =>
+    explainCommand(ctx, {
+      sae: values.sae!,
+      data: values.data!,
+      out: values.out!,
+      top: int("top"),
+      features,
+      atStep: int("at-step"),
+      masks: values.masks,
+      names: values.names,
+      batchRows: int("batch-rows"),
+      quiet: values.quiet,
+    })
+  );
 }
 
 async function saeLayout(args: string[]): Promise<number> {
@@ -626,15 +547,10 @@ async function saeLayout(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  for (const k of ["model", "sae", "out"] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  flags(values).require("model", "sae", "out");
   if (values.prompt === undefined) throw new UsageError("--prompt is required");
-  const int = (k: "step" | "steps" | "seed", min: number) => {
-    const v = Number(values[k]);
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got "${values[k]}"`);
-    return v;
-  };
-  const guidance = Number(values.guidance);
-  if (!Number.isFinite(guidance)) throw new UsageError(`--guidance must be a number, got "${values.guidance}"`);
+  const { int, num } = flags(values);
+  const guidance = num("guidance");
   const features = values.features?.split(",").map((f: string) => {
     const id = Number(f);
     if (!Number.isInteger(id) || id < 0) throw new UsageError(`--features must be latent ids ≥ 0, got "${f}"`);
@@ -642,33 +558,25 @@ async function saeLayout(args: string[]): Promise<number> {
   });
   const step = int("step", 0), steps = int("steps", 1);
   if (step >= steps) throw new UsageError(`--step ${step} is not one of the ${steps} sampling steps`);
-  const ctx = await createContext();
-  try {
-    console.log(
-      await saeLayoutCommand(ctx, {
-        model: values.model!,
-        prompt: values.prompt,
-        sae: values.sae!,
-        hook: values.hook,
-        step,
-        steps,
-        seed: int("seed", 0),
-        guidance,
-        features,
-        mask: values.mask,
-        out: values.out!,
-        variant: values.variant,
-        offline: values.offline,
-        quiet: values.quiet,
-      }),
-    );
-  } finally {
-    ctx.destroy();
-  }
-  return 0;
+  return await withGpu((ctx) =>
+    saeLayoutCommand(ctx, {
+      model: values.model!,
+      prompt: values.prompt,
+      sae: values.sae!,
+      hook: values.hook,
+      step,
+      steps,
+      seed: int("seed", 0),
+      guidance,
+      features,
+      mask: values.mask,
+      out: values.out!,
+      variant: values.variant,
+      offline: values.offline,
+      quiet: values.quiet,
+    })
+  );
 }
-
-class UsageError extends Error {}
 
 const SAE_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   collect: saeCollect,
