@@ -219,8 +219,11 @@ function saeSteerArgs(values: {
 }): SaeSteerArgs | undefined {
   const { feature, strength, region, window } = values;
   if (!values.sae) {
-    if (feature.length || strength.length || region.length || window.length || values["sae-hook"]) {
-      throw new UsageError("--feature, --strength, --region, --window and --sae-hook need --sae");
+    if (
+      feature.length || strength.length || region.length || window.length || values["sae-hook"] ||
+      values["sae-half"]
+    ) {
+      throw new UsageError("--feature, --strength, --region, --window, --sae-hook and --sae-half need --sae");
     }
     return undefined;
   }
@@ -355,24 +358,38 @@ async function saeCollect(args: string[]): Promise<number> {
       prompts: { type: "string" },
       out: { type: "string" },
       hook: { type: "string" },
-      "at-steps": { type: "string", default: "0,25,49" },
-      steps: { type: "string", default: "50" },
-      half: { type: "string", default: "cond" },
-      guidance: { type: "string", default: "7.5" },
+      "at-steps": { type: "string" },
+      steps: { type: "string" },
+      half: { type: "string" },
+      guidance: { type: "string" },
       seed: { type: "string", default: "0" },
       "shard-prompts": { type: "string" },
       pooled: { type: "boolean", default: false },
       images: { type: "string" },
-      timestep: { type: "string", default: "25" },
-      size: { type: "string", default: "256" },
-      batch: { type: "string", default: "4" },
+      timestep: { type: "string" },
+      size: { type: "string" },
+      batch: { type: "string" },
       variant: { type: "string" },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
     strict: true,
   });
-  if (values.pooled) return await saeCollectPooled(values);
+  // each mode refuses the other's flags rather than ignoring them
+  const [mine, theirs] = values.pooled
+    ? [{ timestep: "25", size: "256", batch: "4" }, ["prompts", "at-steps", "steps", "half", "guidance"]]
+    : [{ "at-steps": "0,25,49", steps: "50", half: "cond", guidance: "7.5" }, ["images", "timestep", "size", "batch"]];
+  const stray = theirs.filter((k) => values[k as keyof typeof values] !== undefined);
+  if (stray.length) {
+    throw new UsageError(
+      `${stray.map((k) => `--${k}`).join(", ")} ${stray.length === 1 ? "is" : "are"} ` +
+        (values.pooled ? "for prompt mode, not --pooled" : "for --pooled only"),
+    );
+  }
+  const all: Record<string, string | boolean | undefined> = { ...mine };
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) all[k] = v as string | boolean;
+  if (values.pooled) return await saeCollectPooled(all);
+  Object.assign(values, all);
   flags(values).require("model", "prompts", "out");
   const half = values.half as "cond" | "uncond" | "both";
   if (!["cond", "uncond", "both"].includes(half)) throw new UsageError(`--half must be cond, uncond or both`);
@@ -401,7 +418,6 @@ async function saeCollectPooled(values: Record<string, string | boolean | undefi
   for (const k of ["model", "images", "out"] as const) {
     if (!values[k]) throw new UsageError(`--${k} is required with --pooled`);
   }
-  if (values.prompts) throw new UsageError(`--pooled reads --images, not --prompts`);
   const { int, optInt } = flags(values);
   const batch = int("batch", 1);
   return await withGpu((ctx) =>

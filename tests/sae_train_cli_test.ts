@@ -283,6 +283,7 @@ gpuTest("sae train CLI: a store filtered to one step → SAE file, config, metri
       ],
       [["--data", out, "--at-step", "5"], /--at-step and --half select rows of an activation store/],
       [["--data", `${dir}/store`, "--preset", "nope"], /--preset must be sdlens or revelio/],
+      [["--data", `${dir}/store`, "--preset", "revelio", "--k-aux", "8"], /Revelio's k-SAE has no AuxK loss/],
     ];
     const results = await Promise.all(cases.map(([args]) => cli(...base, ...args)));
     for (const [i, [args, want]] of cases.entries()) {

@@ -6,6 +6,7 @@ import { transpose } from "../src/ops/permute.ts";
 import {
   arraySource,
   constrainDecoder,
+  resolveTrainConfig,
   REVELIO_KSAE,
   type Sae,
   SAE_PARAM_NAMES,
@@ -290,4 +291,11 @@ gpuTest("trainSAE errors say what is wrong", async (ctx) => {
   await assert.rejects(() => trainSAE(ctx, src, { ...small, batchSize: 0 }), /batchSize must be an integer ≥ 1/);
   await assert.rejects(() => trainSAE(ctx, src, { ...small, kAux: 100 }), /kAux = 100 exceeds nLatents = 48/);
   assert.throws(() => arraySource(new Float32Array(10), 3), /10 values are not rows of d = 3/);
+});
+
+Deno.test("trainSAE defaults: dead after 10M tokens whatever the batch; Revelio's preset runs 10,240 steps", () => {
+  assert.equal(resolveTrainConfig({ d: 128, k: 2 }).deadSteps, 2441); // SDLens: 10M // 4096
+  assert.equal(resolveTrainConfig({ d: 128, k: 2, batchSize: 256 }).deadSteps, 39062);
+  assert.equal(resolveTrainConfig({ d: 128, k: 2, batchSize: 256, deadSteps: 7 }).deadSteps, 7);
+  assert.equal(resolveTrainConfig({ ...REVELIO_KSAE, d: 8, nLatents: 512 }).steps, 10_240);
 });

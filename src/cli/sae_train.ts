@@ -7,6 +7,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { openActivationStore } from "../io/activation_store.ts";
+import { writeFileAtomic } from "../io/files.ts";
 import { progressBar } from "../io/progress.ts";
 import {
   loadTrainCheckpoint,
@@ -103,7 +104,12 @@ async function openData(a: TrainArgs): Promise<TrainingData> {
 /** The trainer config from the flags: the preset, then every flag given. */
 function trainConfig(a: TrainArgs, d: number): SaeTrainConfig {
   const revelio = a.preset === "revelio";
-  const preset: Omit<SaeTrainConfig, "d"> = revelio ? REVELIO_KSAE : { k: 20 };
+  if (revelio && a.kAux !== undefined && a.kAux > 0) {
+    throw new RangeError("--k-aux: Revelio's k-SAE has no AuxK loss (--preset revelio); leave --k-aux out");
+  }
+  const { steps: presetSteps, ...presetRest } = revelio ? REVELIO_KSAE : { k: 20 };
+  // the preset's length (Revelio: 10,240 steps) gives way to --epochs as well as to --steps
+  const preset: Omit<SaeTrainConfig, "d"> = a.epochs === undefined ? { ...presetRest, steps: presetSteps } : presetRest;
   const nLatents = a.nLatents ?? (revelio ? 64 * d : 4 * d);
   const given: Partial<SaeTrainConfig> = {
     nLatents,
@@ -208,7 +214,7 @@ export async function trainCommand(ctx: GpuContext, a: TrainArgs): Promise<strin
         }
       })
       : [];
-    await Deno.writeTextFile(metricsPath, kept.map((l) => l + "\n").join(""));
+    await writeFileAtomic(metricsPath, new TextEncoder().encode(kept.map((l) => l + "\n").join("")));
 
     const steps = c.steps ?? c.epochs * Math.floor(source.rows / c.batchSize);
     const start = resume?.step ?? 0;
@@ -226,6 +232,12 @@ export async function trainCommand(ctx: GpuContext, a: TrainArgs): Promise<strin
     let checkpointed = 0;
     let result;
     try {
+      if (resume && resume.order.perm.length !== source.rows) {
+        throw new RangeError(
+          `--resume: ${latest} was trained over ${resume.order.perm.length} rows; --data ${data.describe} has ` +
+            `${source.rows} (the same data and filters are needed to continue)`,
+        );
+      }
       result = await trainSAE(ctx, source, config, {
         resume,
         signal: abort.signal,

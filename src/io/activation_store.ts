@@ -119,7 +119,7 @@ export interface StoreFilter {
   steps?: readonly number[];
   /** Keep only the cond or the uncond half. */
   half?: "cond" | "uncond";
-  /** Shard files kept open at once (least recently used are closed; default 64). */
+  /** Shard files kept open at once (least recently used are closed; default 256: collect writes a shard per prompt by default, and shuffled batches touch most of them). */
   maxOpen?: number;
 }
 
@@ -156,7 +156,7 @@ export async function openActivationStore(dir: string, opts: StoreFilter = {}): 
   }
   const starts = [0];
   for (const s of m.shards) starts.push(starts.at(-1)! + s.rows);
-  const maxOpen = Math.max(1, opts.maxOpen ?? 64);
+  const maxOpen = Math.max(1, opts.maxOpen ?? 256);
   const open = new Map<number, ActivationFile>(); // in order of last use
   const shard = async (i: number): Promise<ActivationFile> => {
     let f = open.get(i);

@@ -67,11 +67,14 @@ export interface SaeTrainConfig {
   auxLoss?: AuxLoss;
   /** Weight of the AuxK loss (default 1/32). */
   auxAlpha?: number;
-  /** A latent is dead after this many steps without firing (default 2441 = 10M tokens / 4096). */
+  /** A latent is dead after this many steps without firing (default ⌊10M tokens / batchSize⌋: 2441 at 4096). */
   deadSteps?: number;
   /** Seed of the weight init and the shuffling (default 0). */
   seed?: number;
 }
+
+/** SDLens' dead-latent horizon: a latent that has not fired for this many tokens is dead (AuxK trains it). */
+export const DEAD_TOKENS = 10_000_000;
 
 /** Steps between readbacks of the dead counters while AuxK may be needed (each is a sync point). */
 const PROBE_EVERY = 50;
@@ -81,7 +84,8 @@ export type ResolvedTrainConfig = Required<Omit<SaeTrainConfig, "steps">> & { st
 
 /**
  * Revelio's k-SAE (`train_ksae.py`) as a partial config: k 32, no ReLU, no AuxK, untied kaiming init, mean b_dec,
- * normalised MSE, Adam 4e-4 with 500 warm-up steps, batch 8192. Add d and nLatents (64·d), and steps (10,240).
+ * normalised MSE, Adam 4e-4 with 500 warm-up steps, batch 8192, 10,240 steps (83,886,080 tokens: its data loader
+ * cycles a small per-image dataset many times). Add d and nLatents (64·d).
  */
 export const REVELIO_KSAE: Omit<SaeTrainConfig, "d"> = {
   k: 32,
@@ -90,6 +94,7 @@ export const REVELIO_KSAE: Omit<SaeTrainConfig, "d"> = {
   bPreInit: "mean",
   initRows: 8192,
   batchSize: 8192,
+  steps: 10_240,
   lr: 4e-4,
   warmupSteps: 500,
   recLoss: "normalized",
@@ -119,7 +124,7 @@ export function resolveTrainConfig(c: SaeTrainConfig): ResolvedTrainConfig {
     kAux: c.kAux ?? 256,
     auxLoss: c.auxLoss ?? (c.kAux === 0 ? "none" : "normalized"),
     auxAlpha: c.auxAlpha ?? 1 / 32,
-    deadSteps: c.deadSteps ?? 2441,
+    deadSteps: c.deadSteps ?? Math.floor(DEAD_TOKENS / (c.batchSize ?? 4096)),
     seed: c.seed ?? 0,
   };
   saeConfig({ d: r.d, nLatents: r.nLatents, k: r.k, relu: r.relu });
