@@ -74,7 +74,9 @@ commands:
             OUT.metrics.jsonl; checkpoints with the full training state to OUT.ckpt/, removed once OUT is
             written; Ctrl-C or a kill leaves the latest: rerun with --resume to continue exactly)
   sae explain  feature browser of an SAE over a store: frequency, top images (by mean activation) with heat maps
-            --sae SAE.safetensors --data STORE --out DIR [--top 8] [--at-step S] [--batch-rows N]
+            --sae SAE.safetensors --data STORE --out DIR [--top 8] [--at-step S] [--batch-rows N (clamped to
+            what one GPU buffer holds)] [--rank code|dense] (rank top images and draw heat maps by the TopK code,
+            or by ReLU of the dense pre-activation as Revelio does: use dense for --pooled stores)
             [--features top-by-frequency:128|all|3,17,40] (which features the page shows; features.json has all)
             [--masks DIR] object masks prompt-NNNNN.<label>.png (white = object): a feature whose map, min-max
             normalised, upsampled and binarised at 0.1, has IoU > 0.5 with a mask takes its label
@@ -514,12 +516,13 @@ async function saeExplain(args: string[]): Promise<number> {
       masks: { type: "string" },
       names: { type: "string" },
       "batch-rows": { type: "string" },
+      rank: { type: "string", default: "code" },
       quiet: { type: "boolean", default: false },
     },
     strict: true,
   });
   flags(values).require("sae", "data", "out");
-  const { optInt: int } = flags(values);
+  const { optInt: int, oneOf } = flags(values);
   let features;
   try {
     features = parseFeatureSelection(values.features!);
@@ -531,12 +534,13 @@ async function saeExplain(args: string[]): Promise<number> {
       sae: values.sae!,
       data: values.data!,
       out: values.out!,
-      top: int("top"),
+      top: int("top", 1),
       features,
       atStep: int("at-step"),
       masks: values.masks,
       names: values.names,
-      batchRows: int("batch-rows"),
+      batchRows: int("batch-rows", 1),
+      rank: oneOf("rank", ["code", "dense"] as const),
       quiet: values.quiet,
     })
   );

@@ -1,5 +1,5 @@
 import { gpuBench } from "./_bench.ts";
-import { featureImageStats, maskIou } from "../src/sae/explain.ts";
+import { featureImageStats, maskIou, mergeTopImages } from "../src/sae/explain.ts";
 import { randn } from "../src/ref/random.ts";
 
 // mid_block at 512 px: 8×8 positions per image, n = 5120 latents; 16 images per batch (1024 rows)
@@ -11,6 +11,19 @@ import { randn } from "../src/ref/random.ts";
     const z = ctx.upload(randn(images * P * n, 1).map((v) => Math.max(v, 0)), [images * P, n]);
     const out = { mean: ctx.tensor([n, G]), max: ctx.tensor([n, G]), counts: ctx.tensor([n], "u32") };
     return (rec) => featureImageStats(rec, z, out, { positions: P, first: 0 });
+  });
+}
+
+// the running top-8 merge per batch of 51 images (the default batch at n = 5120, 8×8): seed, topk of [n, 59], gather
+{
+  const n = 5120, T = 8, B = 51;
+  gpuBench(`mergeTopImages: n=${n}, top ${T} + ${B} batch images`, { bytes: 2 * n * (T + B) * 4 }, (ctx) => {
+    const cand = { mean: ctx.upload(randn(n * (T + B), 3), [n, T + B]), max: ctx.tensor([n, T + B]) };
+    const run = { scores: ctx.tensor([n, T]), ids: ctx.tensor([n, T], "u32"), max: ctx.tensor([n, T]) };
+    return (rec) => {
+      const next = mergeTopImages(rec, cand, run, { base: 1000, k: T });
+      rec.recycle(next.scores, next.ids, next.max);
+    };
   });
 }
 

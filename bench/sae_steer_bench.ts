@@ -1,13 +1,12 @@
 /**
- * SAE steering and layout kernels at SD v1 sizes (d = 1280, n = 5120, k = 20): the edit alone on the cond half of
- * a CFG pair (mid-block 8×8 and up-block 16×16 grids, 3 features), the whole hook (encode + edit), and the layout
- * kernels (top feature + IoU counts) on a 64×64 grid.
+ * SAE steering at SD v1 sizes (d = 1280, n = 5120, k = 20): the edit alone on the cond half of a CFG pair
+ * (mid-block 8×8 and up-block 16×16 grids, 3 features) and the whole hook (encode + edit). The layout kernels are
+ * in sae_layout_bench.ts.
  */
 import { gpuBench } from "./_bench.ts";
 import { Sae } from "../src/sae/model.ts";
 import { encodePositions } from "../src/sae/positions.ts";
 import { packSteerTable, quadrantMask, steerActivation, type SteerTableRow } from "../src/sae/steer.ts";
-import { layoutCounts, topFeature } from "../src/sae/layout.ts";
 import type { GpuContext } from "../src/gpu/context.ts";
 
 const d = 1280, n = 5120, k = 20;
@@ -50,22 +49,6 @@ gpuBench(
       const code = encodePositions(rec, sae, s.x, { batch: [1, 2] });
       steerActivation(rec, s.x, { ...s, code }, { batch: [1, 2] });
       rec.recycle(code.values, code.indices);
-    };
-  },
-);
-
-gpuBench(
-  `sae layout: top feature + IoU counts, 64×64 positions, k=${k}`,
-  { bytes: 4096 * k * 8 + 4096 * 12 },
-  (ctx) => {
-    const values = ctx.upload(new Float32Array(4096 * k).fill(1), [4096, k]);
-    const indices = ctx.upload(Uint32Array.from({ length: 4096 * k }, (_, i) => i % n), [4096, k], "u32");
-    const set = ctx.upload(Int32Array.from([1, 2, 3]), [3], "i32");
-    const mask = ctx.upload(quadrantMask("top-left", [64, 64]), [4096]);
-    return (rec) => {
-      const top = topFeature(rec, { values, indices });
-      const counts = layoutCounts(rec, top, set, mask, 4096);
-      rec.recycle(top, counts);
     };
   },
 );

@@ -2,8 +2,10 @@
 // overlap of the positions whose top feature is in a concept set with a mask.
 //
 //   top[r]  = argmax_s values[r, s] → indices[r, s]   when that value is > 0 (ties: the lower latent id), else −1
-//   counts[img] = (|P ∩ M|, |P ∪ M|, |P|, |M|)   P = {p : top[img·hw + p] ∈ set},  M = {p : mask[p] ≥ 0.5}
+//   counts[img] = (|P ∩ M|, |P ∪ M|, |P|, |M|)   P = {p : top[img·hw + p] ∈ set_img},  M = {p : mask[p] ≥ 0.5}
 //
+// The concept set is one list [nset] shared by every image (set_stride 0) or one per image [images, nset]
+// (set_stride nset; shorter sets padded with −1, which never matches), so all images are counted in one dispatch.
 // IoU = |P ∩ M| / |P ∪ M| is formed on the host from the integer counts (exact, so deterministic). `top` scans all
 // k slots rather than trusting the code's order, so unsorted codes work too. `iou` runs one workgroup per image and
 // sums by a fixed tree. v1 (this file): plain loops; the set holds a handful of ids. Backward: none (not
@@ -16,6 +18,7 @@ struct Params {
   nset: u32,    // ids in the concept set
   images: u32,
   row: u32,     // workgroups along x of the folded grid
+  set_stride: u32, // 0: one set for all images; nset: image img's set starts at img · nset
 }
 
 override WG: u32 = 64u; // a power of two (the counting tree)
@@ -24,7 +27,7 @@ override WG: u32 = 64u; // a power of two (the counting tree)
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
 @group(0) @binding(2) var<storage, read_write> top: array<i32>;    // [rows]
 @group(0) @binding(3) var<storage, read> top_in: array<i32>;
-@group(0) @binding(4) var<storage, read> concepts: array<i32>;     // [nset]
+@group(0) @binding(4) var<storage, read> concepts: array<i32>;     // [nset] or [images, nset]
 @group(0) @binding(5) var<storage, read> mask: array<f32>;         // [hw]
 @group(0) @binding(6) var<storage, read_write> counts: array<vec4<u32>>; // [images]
 @group(0) @binding(7) var<uniform> p: Params;
@@ -57,7 +60,7 @@ fn iou(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     let t = top_in[img * p.hw + q];
     var inP = false;
     for (var j = 0u; j < p.nset; j++) {
-      if (concepts[j] == t && t >= 0) { inP = true; }
+      if (concepts[img * p.set_stride + j] == t && t >= 0) { inP = true; }
     }
     let inM = mask[q] >= 0.5;
     acc += vec4<u32>(u32(inP && inM), u32(inP || inM), u32(inP), u32(inM));

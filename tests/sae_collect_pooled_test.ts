@@ -16,7 +16,8 @@ import { fill } from "../src/ops/fill.ts";
 import { loadPipeline } from "../src/pipeline/stable_diffusion.ts";
 import { relL2 } from "../src/ref/compare.ts";
 import { resizeRef } from "../src/ref/resize.ts";
-import { ddpmNoiser, rgbaToPlanar } from "../src/sae/collect_pooled.ts";
+import { fromRgba8Ref } from "../src/ref/from_rgba8.ts";
+import { ddpmNoiser, PooledCollector } from "../src/sae/collect_pooled.ts";
 import { type CollectPooledArgs, collectPooledCommand } from "../src/cli/sae.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
@@ -89,7 +90,7 @@ gpuTest("sae collect --pooled: rows match a by-hand computation; resume after lo
     try {
       const [w, h] = SHAPES[0];
       const src = await readPng(`${dir}/imgs/img-0.png`);
-      const x = resizeRef(rgbaToPlanar(src), [1, 3, h, w], {
+      const x = resizeRef(fromRgba8Ref(src.pixels, 1, w * h), [1, 3, h, w], {
         size: [SIZE, SIZE],
         ...centerCropBox(h, w, SIZE),
         filter: "bilinear",
@@ -153,6 +154,18 @@ gpuTest("sae collect --pooled: rows match a by-hand computation; resume after lo
       ctx.release(emb, sample, ts, out);
       const err = relL2(row(0), want);
       assert.ok(err < 1e-5, `pooled row 0 vs by hand: relative L2 ${err.toExponential(3)}`);
+
+      // the library collector under a caller's allocation scopes: its cached embeddings outlive them
+      ctx.beginScope();
+      const col = await PooledCollector.create(pipe, { hook: "mid_block", timestep: T, size: SIZE, seed: SEED });
+      ctx.release(...ctx.endScope());
+      ctx.beginScope();
+      const [lib1] = await col.collect([{ ...src, name: "img-0.png" }], 0);
+      ctx.release(...ctx.endScope());
+      const [lib2] = await col.collect([src], 0); // the batch-1 embedding, cached in the scope above
+      col.release();
+      assert.ok(relL2(lib1.activations, row(0)) < 1e-6, "library row 0 = the CLI's");
+      assert.deepEqual(lib2.activations, lib1.activations);
     } finally {
       pipe.release();
     }

@@ -8,11 +8,11 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { pathToFileURL } from "node:url";
 import { findChromium, STATIC_PAGE_ARGS } from "./_chromium.ts";
 import { gpuTest } from "./_gpu.ts";
-import { appendShard, type StoreManifest } from "../src/io/activation_store.ts";
+import { appendShard, readStore, type StoreManifest } from "../src/io/activation_store.ts";
 import { saveSaeFile } from "../src/io/sae_files.ts";
 import { writePng } from "../src/io/png.ts";
-import { openStoreImages } from "../src/io/sae_browser.ts";
-import { parseFeatureSelection } from "../src/cli/sae_explain.ts";
+import { openStoreImages, readMasks } from "../src/io/sae_browser.ts";
+import { explainCommand, parseFeatureSelection } from "../src/cli/sae_explain.ts";
 import { Sae } from "../src/sae/model.ts";
 import type { CollectedRows } from "../src/sae/collect.ts";
 import { randn } from "../src/ref/random.ts";
@@ -161,11 +161,34 @@ gpuTest("sae explain: store → features.json, labels, names, and a browser that
     await quadrantMask(`${dir}/masks/prompt-00000.dog.png`, (y, x) => y < IMG / 2 && x < IMG / 2);
     await quadrantMask(`${dir}/masks/prompt-00000.cat.png`, (y, x) => y >= IMG / 2 && x >= IMG / 2);
     await quadrantMask(`${dir}/masks/prompt-00009.tree.png`, () => true); // no such prompt: skipped
+    await Deno.writeTextFile(`${dir}/masks/.DS_Store`, "x"); // not masks: skipped silently
+    await Deno.writeTextFile(`${dir}/masks/README`, "masks from a segmenter");
     await Deno.writeTextFile(`${dir}/names.json`, JSON.stringify({ "1": "red things" }));
 
-    const src = await openStoreImages(`${dir}/store`);
-    assert.equal(src.images, 6);
-    assert.deepEqual(src.meta.map((m) => [m.prompt, m.step]), [[0, 0], [0, 2], [1, 0], [1, 2], [2, 0], [2, 2]]);
+    {
+      await using src = await openStoreImages(`${dir}/store`);
+      assert.equal(src.images, 6);
+      assert.deepEqual(src.meta.map((m) => [m.prompt, m.step]), [[0, 0], [0, 2], [1, 0], [1, 2], [2, 0], [2, 2]]);
+      // image 3 = (prompt 1, step 2): its rows, position by position, as the store holds them
+      const { activations, index } = await readStore(`${dir}/store`);
+      const got = await src.read([3, 0], ctx.recorder("unused")) as Float32Array;
+      for (let q = 0; q < H * W; q++) {
+        const r = Array.from({ length: index.length / 4 }, (_, i) => i).find((i) =>
+          index[4 * i] === 1 && index[4 * i + 1] === 2 && index[4 * i + 3] === q
+        )!;
+        assert.deepEqual(
+          Array.from(got.subarray(q * D, (q + 1) * D)),
+          Array.from(activations.subarray(r * D, r * D + D)),
+        );
+      }
+      // a .png that is not named as a mask is an error (other files were skipped above)
+      await Deno.mkdir(`${dir}/badmasks`);
+      await quadrantMask(`${dir}/badmasks/dog.png`, () => true);
+      await assert.rejects(
+        readMasks(ctx, `${dir}/badmasks`, src),
+        /badmasks\/dog\.png: mask files are named prompt-NNNNN/,
+      );
+    }
 
     const r = await explain(
       "--sae",
@@ -210,6 +233,56 @@ gpuTest("sae explain: store → features.json, labels, names, and a browser that
 
     const files = [...Deno.readDirSync(`${dir}/browser/images`)].map((e) => e.name).sort();
     assert.ok(files.includes("prompt-00000.png") && files.includes("prompt-00001.png"), `images copied: ${files}`);
+    assert.ok(files.every((f) => /^prompt-\d{5}\.png$/.test(f)), `no temporary files left: ${files}`);
+    assert.deepEqual(
+      await Deno.readFile(`${dir}/browser/images/prompt-00001.png`),
+      await Deno.readFile(`${dir}/store/images/prompt-00001.png`),
+    );
+    assert.equal(fj.rank, "code");
+
+    // --rank dense (in process): γ = mean over positions of ReLU(pre) = of the rows themselves (W_enc = I on
+    // features 0–3, no biases, rows ≥ 0), for every image, not only where the TopK code kept the feature
+    await explainCommand(ctx, {
+      sae: `${dir}/sae.safetensors`,
+      data: `${dir}/store`,
+      out: `${dir}/dense`,
+      top: 6,
+      rank: "dense",
+      quiet: true,
+    });
+    const fd = JSON.parse(await Deno.readTextFile(`${dir}/dense/features.json`));
+    assert.equal(fd.rank, "dense");
+    {
+      const { activations, index } = await readStore(`${dir}/store`);
+      const ids = fd.images.map((m: { prompt: number; step: number }) => `${m.prompt}/${m.step}`);
+      const gamma = Array.from({ length: N }, () => new Float64Array(ids.length));
+      for (let r = 0; r < index.length / 4; r++) {
+        const g = ids.indexOf(`${index[4 * r]}/${index[4 * r + 1]}`);
+        for (let c = 0; c < D; c++) gamma[c][g] += activations[r * D + c] / (H * W);
+      }
+      for (let c = 0; c < D; c++) {
+        const want = Array.from(gamma[c].keys()).sort((a, b) => gamma[c][b] - gamma[c][a] || a - b);
+        const top = fd.features[c].top as { image: number; score: number }[];
+        assert.deepEqual(top.map((t) => t.image), want, `dense top images of feature ${c}`);
+        top.forEach((t) => assert.ok(Math.abs(t.score - gamma[c][t.image]) < 1e-5, `γ of ${c} on ${t.image}`));
+      }
+      assert.deepEqual(fd.features[4].top, [], "ReLU(−x) is 0 on these rows: no top images");
+      assert.equal(fd.features[2].count, f(2).count, "counts are of the TopK code either way");
+    }
+
+    // an SAE of another width names itself and the store
+    const other = Sae.fromArrays(ctx, { d: 3, nLatents: 6, k: 2, relu: true }, {
+      W_enc: new Float32Array(18),
+      b_enc: new Float32Array(6),
+      W_dec: new Float32Array(18),
+      b_pre: new Float32Array(3),
+    });
+    await saveSaeFile(`${dir}/sae3.safetensors`, other);
+    other.release();
+    await assert.rejects(
+      explainCommand(ctx, { sae: `${dir}/sae3.safetensors`, data: `${dir}/store`, out: `${dir}/x3`, quiet: true }),
+      /sae3\.safetensors reads rows of d = 3, but the store .*\/store \(hook mid_block\.attentions\.0\.delta\) holds rows of d = 4/,
+    );
 
     // bad arguments name the problem
     const bad = await explain(
@@ -235,12 +308,15 @@ gpuTest("sae explain: store → features.json, labels, names, and a browser that
       "2",
       "--features",
       "1,0",
+      "--rank",
+      "dense",
       "--quiet",
     );
     assert.equal(one.code, 0, one.err);
     const fj2 = JSON.parse(await Deno.readTextFile(`${dir}/browser2/features.json`));
     assert.equal(fj2.store.rows, 3 * H * W);
     assert.equal(fj2.features[1].top[0].image, 1, "at step 2: images are prompts 0, 1, 2");
+    assert.equal(fj2.rank, "dense");
 
     if (!chromiumPath) {
       if (CI) throw new Error("no Chromium (CI=true, so this fails instead of skipping)");

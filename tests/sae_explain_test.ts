@@ -8,6 +8,7 @@ import type { GpuContext } from "../src/gpu/context.ts";
 import { Sae, type SaeParamName } from "../src/sae/model.ts";
 import {
   arrayImageSource,
+  explainBatchImages,
   featureImageStats,
   featureMaps,
   type FeatureMask,
@@ -16,11 +17,11 @@ import {
   gatherFeatureMaps,
   labelFeatures,
   maskIou,
-  topImages,
+  mergeTopImages,
+  type TopImagesTensors,
 } from "../src/sae/explain.ts";
-import { featureStatsRef, maskIouRef } from "../src/ref/sae_explain.ts";
+import { featureStatsRef, maskIouRef, topImagesRef } from "../src/ref/sae_explain.ts";
 import { saeForwardRef } from "../src/ref/sae.ts";
-import { topkRef } from "../src/ref/topk.ts";
 import { randn, randu } from "../src/ref/random.ts";
 
 /** A sparse-ish dense code: about a third of the entries nonzero, some negative (Revelio's k-SAE has no ReLU). */
@@ -29,68 +30,120 @@ function randomCode(rows: number, n: number, seed: number): Float32Array {
   return v.map((x, i) => (keep[i] < 0.35 ? Math.abs(x) * 2 : keep[i] < 0.4 ? -Math.abs(x) : 0));
 }
 
-async function runStats(ctx: GpuContext, z: Float32Array, G: number, P: number, n: number, batches: number[]) {
-  const mean = ctx.tensor([n, G], "f32", "mean"), max = ctx.tensor([n, G], "f32", "max");
+/**
+ * As {@linkcode randomCode} with values that are multiples of 1/4 below 16, so that every γ sum is exact in f32
+ * and the GPU's order of the images (ties included) is the reference's.
+ */
+function dyadicCode(rows: number, n: number, seed: number): Float32Array {
+  const v = randn(rows * n, seed), keep = randu(rows * n, seed + 1);
+  const q = (x: number) => Math.min(63, Math.round(Math.abs(x) * 8)) / 4;
+  return v.map((x, i) => (keep[i] < 0.35 ? q(x) : keep[i] < 0.4 ? -q(x) : 0));
+}
+
+/**
+ * Streams a dense code z [G·P, n] through featureImageStats + mergeTopImages in the given batches of images, as
+ * featureStats does: the running top-k lists and the counts after the last batch.
+ */
+async function runStats(ctx: GpuContext, z: Float32Array, P: number, n: number, batches: number[], k: number) {
   const counts = ctx.tensor([n], "u32", "counts");
+  let run: TopImagesTensors | null = null;
   let first = 0;
   for (const images of batches) {
     const rec = ctx.recorder("stats");
     const zb = ctx.upload(z.subarray(first * P * n, (first + images) * P * n), [images * P, n], "f32", "z");
-    featureImageStats(rec, zb, { mean, max, counts }, { positions: P, first });
+    const T = run ? run.scores.shape[1] : 0;
+    const cand = { mean: ctx.tensor([n, T + images], "f32", "mean"), max: ctx.tensor([n, T + images], "f32", "max") };
+    featureImageStats(rec, zb, { ...cand, counts }, { positions: P, first: T });
+    const next = mergeTopImages(rec, cand, run, { base: first, k: Math.min(k, T + images) });
     await rec.submit();
-    ctx.release(zb);
+    ctx.release(zb, cand.mean, cand.max, ...(run ? [run.scores, run.ids, run.max] : []));
+    run = next;
     first += images;
   }
-  assert.equal(first, G);
-  const rec = ctx.recorder("top");
-  const k = Math.min(5, G);
-  const top = topImages(rec, { mean, max }, k);
-  await rec.submit();
+  const last = run!;
   const out = {
-    mean: await ctx.readF32(mean),
-    max: await ctx.readF32(max),
     counts: (await ctx.read(counts)) as Uint32Array,
-    k,
-    scores: await ctx.readF32(top.scores),
-    ids: (await ctx.read(top.ids)) as Uint32Array,
-    topMax: await ctx.readF32(top.max),
+    k: last.scores.shape[1],
+    scores: await ctx.readF32(last.scores),
+    ids: (await ctx.read(last.ids)) as Uint32Array,
+    max: await ctx.readF32(last.max),
+    images: first,
   };
-  ctx.release(mean, max, counts, top.scores, top.ids, top.max);
+  ctx.release(counts, last.scores, last.ids, last.max);
   return out;
 }
 
 for (
-  const [G, H, W, n, batches] of [
-    [5, 2, 3, 37, [2, 3]],
-    [3, 1, 1, 130, [3]],
-    [9, 3, 4, 64, [1, 4, 4]],
-  ] as [number, number, number, number, number[]][]
+  const [G, H, W, n, batches, k] of [
+    [5, 2, 3, 37, [2, 3], 5],
+    [3, 1, 1, 130, [3], 5],
+    [9, 3, 4, 64, [1, 4, 4], 5],
+    [23, 1, 2, 50, [3, 5, 1, 7, 7], 6], // more images than k, batches smaller and larger than k
+    [12, 2, 2, 33, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 4],
+  ] as [number, number, number, number, number[], number][]
 ) {
-  gpuTest(`featureImageStats + topImages: G=${G}, grid ${H}×${W}, n=${n}, batches ${batches}`, async (ctx) => {
+  gpuTest(`featureImageStats + mergeTopImages: G=${G}, grid ${H}×${W}, n=${n}, batches ${batches}`, async (ctx) => {
     const P = H * W;
-    const z = randomCode(G * P, n, 7 * G + n);
-    // a tie: image 1 repeats image 0 (so γ ties and the lower id must come first)
+    const z = dyadicCode(G * P, n, 7 * G + n);
+    // ties: image 1 repeats image 0 and the last image repeats image 2 (another batch), and feature 0 is silent
+    // everywhere (its list is the first k ids)
     if (G > 2) z.copyWithin(P * n, 0, P * n);
-    const got = await runStats(ctx, z, G, P, n, batches);
+    if (G > 3) z.copyWithin((G - 1) * P * n, 2 * P * n, 3 * P * n);
+    for (let r = 0; r < G * P; r++) z[r * n] = 0;
+    const got = await runStats(ctx, z, P, n, batches, k);
+    assert.equal(got.images, G);
     const want = featureStatsRef(z, G, P, n);
-    assertClose(got.mean, want.mean, 1e-5, "mean γ [n, G]");
-    assert.deepEqual(Array.from(got.max), Array.from(want.max), "max [n, G]");
+    const top = topImagesRef(want.mean, want.max, n, G, Math.min(k, G));
+    assert.equal(got.k, Math.min(k, G));
     assert.deepEqual(Array.from(got.counts), Array.from(want.counts), "firing counts [n]");
-    // the top-k of the GPU's γ (so near-ties cannot flip between f32 and f64)
-    const vals = new Float32Array(n * got.k), idx = new Uint32Array(n * got.k);
-    topkRef(vals, idx, got.mean, n, G, got.k);
-    assert.deepEqual(Array.from(got.ids), Array.from(idx), "top image ids");
-    assert.deepEqual(Array.from(got.scores), Array.from(vals), "top γ");
-    const wantMax = Array.from(idx, (g, i) => got.max[Math.floor(i / got.k) * G + g]);
-    assert.deepEqual(Array.from(got.topMax), wantMax, "max of each top image");
+    assert.deepEqual(Array.from(got.ids), Array.from(top.ids), "top image ids over all images, ties to the lower id");
+    assertClose(got.scores, top.scores, 1e-6, "top γ");
+    assert.deepEqual(Array.from(got.max), Array.from(top.max), "max of each top image");
+    assert.deepEqual(Array.from(got.ids.subarray(0, got.k)), Array.from({ length: got.k }, (_, s) => s), "silent");
     if (G > 2) {
-      for (let c = 0; c < n; c++) {
+      let tied = 0;
+      for (let c = 1; c < n; c++) {
         const ids = Array.from(got.ids.subarray(c * got.k, (c + 1) * got.k));
         if (ids.includes(0) && ids.includes(1)) assert.ok(ids.indexOf(0) < ids.indexOf(1), `tie order, feature ${c}`);
+        if (G > 3 && ids.includes(2) && ids.includes(G - 1)) tied++, assert.ok(ids.indexOf(2) < ids.indexOf(G - 1));
       }
+      assert.ok(G <= 3 || tied > 0, "some feature keeps both copies of image 2");
     }
   });
 }
+
+gpuTest("mergeTopImages checks its candidates and running lists", (ctx) => {
+  const rec = ctx.recorder("bad");
+  const cand = { mean: ctx.tensor([4, 3], "f32", "mean"), max: ctx.tensor([4, 3], "f32", "max") };
+  const run = { scores: ctx.tensor([4, 3]), ids: ctx.tensor([4, 3], "u32"), max: ctx.tensor([4, 3]) };
+  assert.throws(() => mergeTopImages(rec, cand, run, { base: 3, k: 2 }), /hold no batch beside T = 3/);
+  const wrong = { ...run, ids: ctx.tensor([4, 2], "u32", "ids2") };
+  assert.throws(() => mergeTopImages(rec, cand, wrong, { base: 3, k: 2 }), /running scores|running ids/);
+  assert.throws(() => mergeTopImages(rec, cand, null, { base: 0, k: 4 }), /k = 4 must be an integer in \[1, 3\]/);
+  ctx.release(cand.mean, cand.max, run.scores, run.ids, run.max, wrong.ids);
+});
+
+Deno.test("explainBatchImages clamps batches to the binding size and names P, n and the limit", () => {
+  const MiB = 1 << 20;
+  // 128 MiB (lavapipe), n = 5120: the default 64 MiB code is 3276 rows = 51 images of 8×8
+  assert.equal(explainBatchImages(128 * MiB, { n: 5120, d: 1280, positions: 64 }), 51);
+  // --batch-rows beyond the binding: [rows, n] must fit 1 MiB → 51 rows → 3 images of 16
+  assert.equal(explainBatchImages(MiB, { n: 5120, d: 1280, positions: 16, batchRows: 100_000 }), 3);
+  // d wider than n: [rows, d] bounds the batch
+  assert.equal(explainBatchImages(MiB, { n: 64, d: 8192, positions: 1, batchRows: 100_000 }), 32);
+  // pooled stores (P = 1): the candidates [n, kept + images] bound it too
+  assert.equal(explainBatchImages(MiB, { n: 5120, d: 1280, positions: 1, batchRows: 100_000, kept: 8 }), 43);
+  assert.equal(explainBatchImages(MiB, { n: 5120, d: 1280, positions: 1, batchRows: 10, kept: 8 }), 10);
+  assert.equal(explainBatchImages(MiB, { n: 5120, d: 1280, positions: 32, batchRows: 4 }), 1, "at least one");
+  assert.throws(
+    () => explainBatchImages(MiB, { n: 5120, d: 1280, positions: 64 }),
+    /one image of P = 64 positions needs a \[64, 5120\] f32 buffer \(1310720 bytes; n = 5120 latents.*\(1048576\)/,
+  );
+  assert.throws(
+    () => explainBatchImages(64 * 1024, { n: 4096, d: 8, positions: 1, kept: 4 }),
+    /top 4 images of n = 4096 latents/,
+  );
+});
 
 gpuTest("featureImageStats rejects partial images and bad columns", (ctx) => {
   const rec = ctx.recorder("bad");
@@ -232,46 +285,63 @@ gpuTest("labelFeatures: a quadrant map takes the label of a quadrant mask, not o
   sae.release();
 });
 
-gpuTest("featureStats + featureMaps: a random SAE over a random source, against the reference forward", async (ctx) => {
-  const d = 12, n = 40, k = 4, [H, W] = [3, 2], G = 7, P = H * W;
+function randomSae(ctx: GpuContext, d: number, n: number, k: number, relu = true) {
   const params: Record<SaeParamName, Float32Array> = {
     W_enc: randn(n * d, 1, 0.5),
     b_enc: randn(n, 2, 0.2),
     W_dec: randn(d * n, 3),
     b_pre: randn(d, 4, 0.3),
   };
-  const sae = Sae.fromArrays(ctx, { d, nLatents: n, k, relu: true }, params);
+  return { params, sae: Sae.fromArrays(ctx, { d, nLatents: n, k, relu }, params) };
+}
+
+gpuTest("featureStats + featureMaps: a random SAE over a random source, against the reference forward", async (ctx) => {
+  const d = 12, n = 40, k = 4, [H, W] = [3, 2], G = 7, P = H * W, top = 3;
+  const { params, sae } = randomSae(ctx, d, n, k);
   const rows = randn(G * P * d, 5);
+  rows.copyWithin(5 * P * d, 1 * P * d, 2 * P * d); // image 5 (third batch) repeats image 1 (first batch): ties
   const src = arrayImageSource(rows, d, [H, W]);
-  const progress: number[] = [];
-  const stats = await featureStats(sae, src, {
-    top: 3,
-    batchRows: 2 * P + 1,
-    onProgress: (done) => progress.push(done),
-  });
-  assert.deepEqual(progress, [2, 4, 6, 7], "two images per batch");
-  const ref = saeForwardRef(params, rows, { B: G * P, d, n, k, relu: true, kAux: 0 });
-  const want = featureStatsRef(ref.z, G, P, n);
-  assert.deepEqual(Array.from(stats.counts), Array.from(want.counts), "counts");
-  assert.equal(stats.rows, G * P);
-  for (let c = 0; c < n; c++) {
-    const order = Array.from({ length: G }, (_, g) => g).sort((a, b) =>
-      want.mean[c * G + b] - want.mean[c * G + a] || a - b
-    );
-    const top = featureTop(stats, c);
-    const wantTop = order.slice(0, 3).filter((g) => want.mean[c * G + g] > 0);
-    assert.deepEqual(top.map((t) => t.image), wantTop, `top images of feature ${c}`);
-    for (const t of top) {
-      assert.ok(Math.abs(t.score - want.mean[c * G + t.image]) < 1e-4 * (1 + t.score), `γ of ${c} on ${t.image}`);
-      assert.ok(Math.abs(t.max - want.max[c * G + t.image]) < 1e-4 * (1 + t.max), `max of ${c} on ${t.image}`);
+  const ref = saeForwardRef(params, rows, { B: G * P, d, n, k, relu: true, kAux: 0 }); // ref.pre = ReLU(pre)
+  const counts = featureStatsRef(ref.z, G, P, n).counts;
+  for (const rank of ["code", "dense"] as const) {
+    const progress: number[] = [];
+    const stats = await featureStats(sae, src, {
+      top,
+      rank,
+      batchRows: 2 * P + 1,
+      onProgress: (done) => progress.push(done),
+    });
+    assert.deepEqual(progress, [2, 4, 6, 7], "two images per batch");
+    assert.equal(stats.rank, rank);
+    assert.equal(stats.rows, G * P);
+    assert.deepEqual(Array.from(stats.counts), Array.from(counts), `${rank}: counts of the TopK code`);
+    // the values that rank: the code z, or ReLU of the dense pre-activation (Revelio)
+    const values = rank === "code" ? ref.z : ref.pre;
+    const want = featureStatsRef(values, G, P, n);
+    const wantTop = topImagesRef(want.mean, want.max, n, G, top);
+    assert.deepEqual(Array.from(stats.ids), Array.from(wantTop.ids), `${rank}: top images over all batches`);
+    assertClose(stats.scores, wantTop.scores, 1e-5, `${rank}: top γ`);
+    assertClose(stats.max, wantTop.max, 1e-5, `${rank}: max of each top image`);
+    let tied = 0;
+    for (let c = 0; c < n; c++) {
+      const ids = Array.from(stats.ids.subarray(c * top, (c + 1) * top));
+      if (ids.includes(1) && ids.includes(5)) tied++, assert.ok(ids.indexOf(1) < ids.indexOf(5), `tie, feature ${c}`);
+      const shown = featureTop(stats, c);
+      assert.deepEqual(shown.map((t) => t.image), ids.filter((_, s) => stats.scores[c * top + s] > 0));
     }
+    assert.ok(tied > 0, `${rank}: some feature ranks both copies of image 1`);
+    if (rank === "dense") {
+      const silent = Array.from(counts).filter((v) => v === 0).length;
+      const dark = Array.from({ length: n }, (_, c) => c).filter((c) => stats.scores[c * top] <= 0).length;
+      assert.ok(dark < silent || silent === 0, "dense ranking sees latents the TopK code leaves silent");
+    }
+    const pairs = [{ feature: 3, image: 6 }, { feature: 0, image: 2 }, { feature: 39, image: 6 }];
+    const maps = await featureMaps(sae, src, pairs, { batchRows: P, values: rank });
+    const wantMaps = pairs.flatMap(({ feature, image }) =>
+      Array.from({ length: P }, (_, q) => values[(image * P + q) * n + feature])
+    );
+    assertClose(maps, wantMaps, 1e-5, `${rank}: heat maps`);
   }
-  const pairs = [{ feature: 3, image: 6 }, { feature: 0, image: 2 }, { feature: 39, image: 6 }];
-  const maps = await featureMaps(sae, src, pairs, { batchRows: P });
-  const wantMaps = pairs.flatMap(({ feature, image }) =>
-    Array.from({ length: P }, (_, q) => ref.z[(image * P + q) * n + feature])
-  );
-  assertClose(maps, wantMaps, 1e-5, "heat maps");
   await assert.rejects(featureMaps(sae, src, [{ feature: 40, image: 0 }]), /outside \[0, 40\) × \[0, 7\)/);
   await assert.rejects(
     featureStats(sae, arrayImageSource(new Float32Array(P * 5), 5, [H, W])),
@@ -279,3 +349,26 @@ gpuTest("featureStats + featureMaps: a random SAE over a random source, against 
   );
   sae.release();
 });
+
+gpuTest(
+  "featureStats streams: 3000 images in 12 batches, no [n, G] buffer, the same lists as over all images",
+  async (ctx) => {
+    const d = 4, n = 64, k = 4, G = 3000, top = 8;
+    const { params, sae } = randomSae(ctx, d, n, k, false); // Revelio's k-SAE: no ReLU, negative values stay
+    const rows = randn(G * d, 9);
+    const src = arrayImageSource(rows, d, [1, 1]); // a pooled store: one row per image
+    ctx.resetPeak();
+    let batches = 0;
+    const stats = await featureStats(sae, src, { top, batchRows: 256, onProgress: () => batches++ });
+    assert.equal(batches, 12);
+    // the largest buffer is a batch's: the candidates [n, top + 256] (the old [n, G] matrix was 12× larger)
+    assert.ok(ctx.memory.largestBuffer <= 4 * n * (top + 256), `largest buffer ${ctx.memory.largestBuffer} bytes`);
+    const ref = saeForwardRef(params, rows, { B: G, d, n, k, relu: false, kAux: 0 });
+    const want = featureStatsRef(ref.z, G, 1, n);
+    const wantTop = topImagesRef(want.mean, want.max, n, G, top);
+    assert.deepEqual(Array.from(stats.counts), Array.from(want.counts), "counts");
+    assert.deepEqual(Array.from(stats.ids), Array.from(wantTop.ids), "top images");
+    assertClose(stats.scores, wantTop.scores, 1e-5, "top γ");
+    sae.release();
+  },
+);

@@ -51,7 +51,20 @@ gpuTest("topFeature and layoutCounts vs reference: ties, empty rows, 3 images of
   assert.ok(wantTop.includes(-1), "some rows fire nothing");
   const got = await ctx.read(counts) as Uint32Array;
   assert.deepEqual([...got], layoutIouRef(wantTop, hw, set, mask).flat());
-  ctx.release(...t, top, counts);
+  // a set per image ([images, nset], padded with −1) in the same single dispatch; and the empty set
+  const sets = [[2, 7], [5, -1], [-1, -1]];
+  const perImage = ctx.upload(Int32Array.from(sets.flat()), [images, 2], "i32");
+  const rec2 = ctx.recorder();
+  const counts2 = layoutCounts(rec2, top, perImage, t[3], hw);
+  const empty = layoutCounts(rec2, top, null, t[3], hw);
+  await rec2.submit();
+  const want2 = sets.map((s, i) =>
+    layoutIouRef(wantTop.subarray(i * hw, (i + 1) * hw), hw, s.filter((id) => id >= 0), mask)[0]
+  );
+  assert.deepEqual([...await ctx.read(counts2) as Uint32Array], want2.flat());
+  assert.deepEqual([...await ctx.read(empty) as Uint32Array], layoutIouRef(wantTop, hw, [], mask).flat());
+  assert.throws(() => layoutCounts(rec2, top, ctx.upload(new Int32Array(4), [2, 2], "i32"), t[3], hw), /\[3, nset\]/);
+  ctx.release(...t, top, counts, counts2, empty, perImage);
 });
 
 gpuTest("readLayout: a hand-built SAE gives the known map, areas and IoU", async (ctx) => {
@@ -98,8 +111,19 @@ gpuTest("readLayout: a hand-built SAE gives the known map, areas and IoU", async
   // without --features: the mask's most frequent top feature (3)
   const auto = await readLayout(ctx, sae, xt, { mask: mt });
   assert.deepEqual(auto.iou![0].features, [3]);
+  // two images (the second one's signs flipped: its top features are the ±e_i swapped) counted in one dispatch
+  const x2 = ctx.upload(Float32Array.from([...x, ...x.map((v) => -v)]), [2, d, H, W]);
+  const two = await readLayout(ctx, sae, x2, { mask: mt });
+  const flip = want.map((t) => t < 0 ? -1 : (t + 4) % 8);
+  flip[9] = 4; // the tie of −e0 and −e1
+  assert.deepEqual([...two.top], [...want, ...flip]);
+  assert.deepEqual(two.iou![0], r.iou![0]);
+  // image 1's mask cells {10…13} hold ids 7, 7, 7, 5: its dominant feature is 7 at {3, 10, 11, 12}
+  assert.deepEqual(two.iou![1], { features: [7], intersection: 3, union: 5, predicted: 4, mask: 4, iou: 0.6 });
+  const fixed = await readLayout(ctx, sae, x2, { mask: mt, features: [3] });
+  assert.deepEqual(fixed.iou!.map((u) => u.intersection), [3, 0]);
   sae.release();
-  ctx.release(xt, mt);
+  ctx.release(xt, mt, x2);
 });
 
 gpuTest("cli sae layout on the tiny pipeline: layout.json, layout.png, image.png, IoU consistent", async (ctx) => {

@@ -132,6 +132,10 @@ gpuTest(
       const bad = await gen([...steer, "--feature", "1", "--feature", "2", "--region", "global"], "bad.png");
       assert.equal(bad.code, 2);
       assert.match(bad.err, /2 --region for 3 --feature/);
+      // an explicit CFG half without CFG: refused (no silent switch to "both")
+      const noCfg = await gen([...steer, "--guidance", "1", "--sae-half", "uncond"], "bad.png");
+      assert.equal(noCfg.code, 1);
+      assert.match(noCfg.err, /--sae-half uncond: guidance 1 ≤ 1 runs without CFG/);
       const noStrength = await gen(["--sae", `${dir}/sae.safetensors`, "--feature", "1"], "bad.png");
       assert.match(noStrength.err, /--sae needs --strength/);
       const range = await gen(["--sae", `${dir}/sae.safetensors`, "--feature", "256", "--strength", "1"], "bad.png");

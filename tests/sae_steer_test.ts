@@ -8,7 +8,17 @@ import { assertClose, gpuTest } from "./_gpu.ts";
 import type { GpuContext } from "../src/gpu/context.ts";
 import { Hooks } from "../src/hooks/hooks.ts";
 import { Sae } from "../src/sae/model.ts";
-import { packSteerTable, quadrantMask, steerActivation, steerSae, type SteerTableRow } from "../src/sae/steer.ts";
+import {
+  DEFAULT_STEER_HOOK,
+  packSteerTable,
+  quadrantMask,
+  saeHalf,
+  saeHook,
+  steerActivation,
+  steerSae,
+  type SteerTableRow,
+} from "../src/sae/steer.ts";
+import { encodePositions } from "../src/sae/positions.ts";
 import { randn, rng } from "../src/ref/random.ts";
 import { saeSteerRef, type SteerRefFeature } from "../src/ref/sae_steer.ts";
 import { saeForwardRef } from "../src/ref/sae.ts";
@@ -192,6 +202,39 @@ gpuTest("steerSae hook: encode + spatial (quadrant, mask, resized image) + globa
   ctx.release(x, softT, bigT, oddT);
 });
 
+gpuTest(
+  "encodePositions in chunks (whole images, split images, views and copies) equals one pass bit for bit",
+  async (ctx) => {
+    for (const c of [{ C: 6, n: 24, layout: "nchw" as const }, { C: 64, n: 80, layout: "bnc" as const }]) {
+      const B = 5, H = 3, W = 5, hw = H * W, k = 4;
+      const { sae } = randomSae(ctx, c.C, c.n, k, 21);
+      const shape = c.layout === "nchw" ? [B, c.C, H, W] : [B, hw, c.C];
+      const x = ctx.upload(randn(B * c.C * hw, 22, 1), shape);
+      const batch: [number, number] = [1, 5];
+      const read = async (chunkRows?: number) => {
+        const rec = ctx.recorder();
+        const chunkBytes = chunkRows ? chunkRows * 4 * Math.max(c.n, c.C) : undefined;
+        const code = encodePositions(rec, sae, x, { batch, layout: c.layout, chunkBytes });
+        const kept = [ctx.persist(code.values), ctx.persist(code.indices)];
+        await rec.submit();
+        assert.deepEqual(code.values.shape, [4 * hw, k]);
+        const out = [new Uint32Array((await ctx.readF32(kept[0])).buffer), await ctx.read(kept[1]) as Uint32Array];
+        ctx.release(...kept);
+        return out;
+      };
+      const [v, i] = await read();
+      // 40 rows: two whole images per chunk; 7 rows: each image split 7 + 7 + 1; 1 row at a time
+      for (const rows of [40, 7, 1]) {
+        const [vc, ic] = await read(rows);
+        assert.deepEqual(vc, v, `${c.layout} values, ${rows}-row chunks`);
+        assert.deepEqual(ic, i, `${c.layout} indices, ${rows}-row chunks`);
+      }
+      sae.release();
+      ctx.release(x);
+    }
+  },
+);
+
 gpuTest("steerSae: errors name the feature, the hook and the shapes", async (ctx) => {
   const { sae } = randomSae(ctx, 8, 16, 2, 1);
   assert.throws(() => steerSae(new Hooks(), sae, { features: [{ id: 16, strength: 1 }] }), /id 16.*latents 0…15/);
@@ -211,4 +254,17 @@ gpuTest("steerSae: errors name the feature, the hook and the shapes", async (ctx
   await rec.submit();
   sae.release();
   ctx.release(x);
+});
+
+Deno.test("saeHalf: cond by default with CFG, both without; cond/uncond without CFG refused. saeHook fallbacks", () => {
+  assert.equal(saeHalf(undefined, 7.5), "cond");
+  assert.equal(saeHalf(undefined, 1), "both");
+  assert.equal(saeHalf("uncond", 7.5), "uncond");
+  assert.equal(saeHalf("both", 0.5), "both");
+  assert.throws(() => saeHalf("cond", 1), /--sae-half cond: guidance 1 ≤ 1 runs without CFG/);
+  assert.throws(() => saeHalf("uncond", 0, "predictLayout: half"), /predictLayout: half uncond/);
+  assert.equal(saeHook("a.delta", { hook: "b.delta" }), "a.delta");
+  assert.equal(saeHook(undefined, { hook: "b.delta" }), "b.delta");
+  assert.equal(saeHook(undefined, { hook: 3 }), DEFAULT_STEER_HOOK);
+  assert.equal(saeHook(undefined), DEFAULT_STEER_HOOK);
 });

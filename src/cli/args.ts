@@ -30,7 +30,9 @@ export function flags(values: Readonly<Record<string, unknown>>): Flags {
   const optInt = (name: string, min = 0) => {
     if (raw(name) === undefined) return undefined;
     const v = Number(raw(name));
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got "${raw(name)}"`);
+    if (!Number.isInteger(v) || v < min) {
+      throw new UsageError(`--${name} must be an integer ≥ ${min}, got "${raw(name)}"`);
+    }
     return v;
   };
   const optNum = (name: string) => {

@@ -6,9 +6,9 @@
 import type { GpuContext } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Half, Hooks } from "../hooks/hooks.ts";
-import { readMaskPng } from "../io/mask.ts";
+import { readMask } from "../io/mask.ts";
 import { loadSaeFile } from "../io/sae_files.ts";
-import { DEFAULT_STEER_HOOK, type Quadrant, QUADRANTS, type SteerFeature, steerSae, stepRange } from "../sae/steer.ts";
+import { type Quadrant, QUADRANTS, saeHalf, saeHook, type SteerFeature, steerSae, stepRange } from "../sae/steer.ts";
 import { resolveModel } from "../io/hub.ts";
 import { writePng } from "../io/png.ts";
 import { type ProgressBar, progressBar } from "../io/progress.ts";
@@ -48,7 +48,7 @@ export interface SaeSteerArgs {
   file: string;
   /** Hook point; default the file's config "hook", else `mid_block.attentions.0.delta`. */
   hook?: string;
-  /** CFG half edited (default "cond"; "both" when guidance ≤ 1, where there is no CFG pair). */
+  /** CFG half edited (default "cond", or "both" when guidance ≤ 1; cond/uncond without CFG is an error). */
   half?: Half;
   features: {
     id: number;
@@ -70,6 +70,7 @@ export async function addSaeSteering(
   s: SaeSteerArgs,
   run: { steps: number; guidance: number },
 ): Promise<{ hook: string; release: () => void }> {
+  const half = saeHalf(s.half, run.guidance); // before loading: a wrong half fails fast
   const { sae, extra } = await loadSaeFile(ctx, s.file);
   const masks: Tensor[] = [];
   try {
@@ -78,8 +79,7 @@ export async function addSaeSteering(
       let region: SteerFeature["region"];
       if (f.region !== undefined && (QUADRANTS as readonly string[]).includes(f.region)) region = f.region as Quadrant;
       else if (f.region !== undefined) {
-        const m = await readMaskPng(f.region);
-        region = ctx.persist(ctx.upload(m.data, [m.height, m.width], "f32", f.region));
+        region = await readMask(ctx, f.region);
         masks.push(region);
       }
       let steps: number[] | undefined;
@@ -92,8 +92,7 @@ export async function addSaeSteering(
       }
       features.push({ id: f.id, strength: f.strength, region, steps });
     }
-    const hook = s.hook ?? (typeof extra.hook === "string" ? extra.hook : DEFAULT_STEER_HOOK);
-    const half = run.guidance > 1 ? s.half ?? "cond" : "both";
+    const hook = saeHook(s.hook, extra);
     const steering = steerSae(hooks, sae, { hook, features, half });
     return {
       hook,
@@ -158,6 +157,7 @@ export async function loadPipelineCli(
 
 /** Runs the command; returns a summary line. */
 export async function generateCommand(ctx: GpuContext, a: GenerateArgs): Promise<string> {
+  if (a.sae) saeHalf(a.sae.half, a.guidance); // refused before the model loads
   const pipe = await loadPipelineCli(ctx, a);
   let steer: { hook: string; release: () => void } | undefined;
   try {

@@ -49,8 +49,7 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
   }
   const pipe = await loadPipelineCli(ctx, a);
   try {
-    const bar = progressBar("collect", prompts.length, { unit: "prompts", silent: a.quiet });
-    bar.tick(m?.promptsDone ?? 0);
+    const bar = progressBar("collect", prompts.length, { unit: "prompts", silent: a.quiet, start: m?.promptsDone });
     let batch: CollectedRows[] = [];
     const t0 = performance.now();
     let rows = 0;
@@ -72,7 +71,7 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
         await appendShard(a.out, m, batch);
         batch = [];
       }
-      bar.tick(1, `${(rows / ((performance.now() - t0) / 1000)).toFixed(0)} rows/s`);
+      bar.tick(1, `${(rows / ((performance.now() - t0) / 1000)).toFixed(0)} tokens/s`);
     }
     bar.done();
     return `${a.out}: ${m!.rows} rows of ${m!.d} values from ${m!.promptsDone} prompts in ${m!.shards.length} shard(s)`;
@@ -138,14 +137,18 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
   let col: PooledCollector | undefined;
   try {
     col = await PooledCollector.create(pipe, { hook, timestep: a.timestep, size: a.size, seed: a.seed });
-    const bar = progressBar("collect", names.length, { unit: "images", silent: a.quiet });
     const start = m?.promptsDone ?? 0;
-    bar.tick(start);
+    // rate and ETA count this run's images only (not those of a resumed store); one pooled row (token) per image
+    const bar = progressBar("collect", names.length, { unit: "images", silent: a.quiet, start });
+    const t0 = performance.now();
     let pending: CollectedRows[] = [];
     for (let i = start; i < names.length; i += a.batch) {
       const group = names.slice(i, i + a.batch);
       const images = [];
-      for (const name of group) images.push(await readImage(`${a.imageDir}/${name}`));
+      for (const file of group) {
+        const path = `${a.imageDir}/${file}`;
+        images.push({ ...await readImage(path), name: path }); // conversion errors name the file
+      }
       const rows = await col.collect(images, i);
       m ??= {
         format: "diffscope.activations/1",
@@ -166,7 +169,8 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
         await appendShard(a.out, m, pending);
         pending = [];
       }
-      bar.tick(group.length);
+      const rate = (i + group.length - start) / ((performance.now() - t0) / 1000);
+      bar.tick(group.length, `${rate.toFixed(rate < 10 ? 2 : 0)} tokens/s`);
     }
     bar.done();
     return `${a.out}: ${m!.rows} pooled rows of ${m!.d} values (${hook}, t = ${a.timestep}) from ` +

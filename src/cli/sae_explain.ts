@@ -14,7 +14,14 @@ import {
   writeFeatureBrowser,
 } from "../io/sae_browser.ts";
 import { type ProgressBar, progressBar } from "../io/progress.ts";
-import { type FeatureLabel, featureMaps, featureStats, featureTop, labelFeatures } from "../sae/explain.ts";
+import {
+  type ExplainValues,
+  type FeatureLabel,
+  featureMaps,
+  featureStats,
+  featureTop,
+  labelFeatures,
+} from "../sae/explain.ts";
 
 /** Which features the browser shows. */
 export type FeatureSelection =
@@ -48,18 +55,27 @@ export interface ExplainArgs {
   atStep?: number;
   masks?: string;
   names?: string;
-  /** Rows encoded per batch (default: a 64 MiB dense code). */
+  /** Rows encoded per batch (default: a 64 MiB dense code; clamped to the device's binding size). */
   batchRows?: number;
+  /** Rank top images and draw heat maps by the TopK code (default) or by ReLU of the dense pre-activation. */
+  rank?: ExplainValues;
   quiet?: boolean;
 }
 
 /** Runs the explanation and writes the browser; returns a summary line. */
 export async function explainCommand(ctx: GpuContext, a: ExplainArgs): Promise<string> {
-  const src = await openStoreImages(a.data, { atStep: a.atStep });
+  await using src = await openStoreImages(a.data, { atStep: a.atStep });
   const names = a.names ? await readNames(a.names) : new Map<number, string>();
   const { sae } = await loadSaeFile(ctx, a.sae);
   try {
     const n = sae.config.nLatents;
+    if (src.d !== sae.config.d) {
+      throw new TypeError(
+        `${a.sae} reads rows of d = ${sae.config.d}, but the store ${a.data} (hook ${src.manifest.hook}) holds ` +
+          `rows of d = ${src.d}: explain an SAE with the store it was trained on`,
+      );
+    }
+    const rank = a.rank ?? "code";
     for (const c of names.keys()) {
       if (c >= n) throw new RangeError(`${a.names}: feature ${c} is not a latent of ${a.sae} (n = ${n})`);
     }
@@ -70,7 +86,7 @@ export async function explainCommand(ctx: GpuContext, a: ExplainArgs): Promise<s
       return [b, (done) => (b.tick(done - last), last = done)];
     };
     let [b, onProgress] = bar("statistics", src.images);
-    const stats = await featureStats(sae, src, { top: a.top ?? 8, batchRows: a.batchRows, onProgress });
+    const stats = await featureStats(sae, src, { top: a.top ?? 8, rank, batchRows: a.batchRows, onProgress });
     b.done();
     const sel = a.features ?? { kind: "top", count: 128 };
     let shownIds: number[];
@@ -86,12 +102,12 @@ export async function explainCommand(ctx: GpuContext, a: ExplainArgs): Promise<s
     const tops = shownIds.map((c) => featureTop(stats, c));
     const pairs = shownIds.flatMap((c, i) => tops[i].map((t) => ({ feature: c, image: t.image })));
     [b, onProgress] = bar("heat maps", new Set(pairs.map((p) => p.image)).size);
-    const maps = await featureMaps(sae, src, pairs, { batchRows: a.batchRows, onProgress });
+    const maps = await featureMaps(sae, src, pairs, { values: rank, batchRows: a.batchRows, onProgress });
     b.done();
     let labels: FeatureLabel[][] = Array.from({ length: n }, () => []);
     let maskCount = 0;
     if (a.masks) {
-      const masks = await readMasks(a.masks, src);
+      const masks = await readMasks(ctx, a.masks, src);
       maskCount = masks.length;
       if (masks.length) {
         [b, onProgress] = bar("labels", new Set(masks.map((m) => m.image)).size);
@@ -115,6 +131,7 @@ export async function explainCommand(ctx: GpuContext, a: ExplainArgs): Promise<s
       title: `SAE features — ${m.hook}`,
       sae: { file: saeFile, ...sae.config },
       store: { dir: a.data, hook: m.hook, grid: src.grid, atStep: a.atStep ?? null, rows: stats.rows },
+      rank,
       images: src.meta.map((img) => ({ ...img, text: m.prompts[img.prompt] ?? `prompt ${img.prompt}` })),
       all: Array.from({ length: n }, (_, c) => ({
         id: c,

@@ -7,11 +7,12 @@
 import type { GpuContext } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { writeFileAtomic } from "../io/files.ts";
-import { readMaskPng } from "../io/mask.ts";
+import { readMask } from "../io/mask.ts";
 import { writePng } from "../io/png.ts";
 import { loadSaeFile } from "../io/sae_files.ts";
 import { predictLayout } from "../sae/layout.ts";
-import { DEFAULT_STEER_HOOK } from "../sae/steer.ts";
+import type { Sae } from "../sae/model.ts";
+import { saeHook } from "../sae/steer.ts";
 import { loadPipelineCli } from "./generate.ts";
 
 /** Arguments of {@linkcode saeLayoutCommand}. */
@@ -64,14 +65,12 @@ export function layoutImage(top: ArrayLike<number>, grid: readonly [number, numb
 /** Runs the command; returns a summary line. */
 export async function saeLayoutCommand(ctx: GpuContext, a: SaeLayoutArgs): Promise<string> {
   const pipe = await loadPipelineCli(ctx, a);
-  let mask: Tensor | undefined;
-  const { sae, extra } = await loadSaeFile(ctx, a.sae);
+  let mask: Tensor | undefined, sae: Sae | undefined;
   try {
-    if (a.mask) {
-      const m = await readMaskPng(a.mask);
-      mask = ctx.persist(ctx.upload(m.data, [m.height, m.width], "f32", a.mask));
-    }
-    const hook = a.hook ?? (typeof extra.hook === "string" ? extra.hook : DEFAULT_STEER_HOOK);
+    const loaded = await loadSaeFile(ctx, a.sae);
+    sae = loaded.sae;
+    if (a.mask) mask = await readMask(ctx, a.mask);
+    const hook = saeHook(a.hook, loaded.extra);
     const r = await predictLayout(pipe, sae, {
       prompt: a.prompt,
       hook,
@@ -122,8 +121,8 @@ export async function saeLayoutCommand(ctx: GpuContext, a: SaeLayoutArgs): Promi
     return `wrote ${a.out}/layout.json, layout.png${r.image ? ", image.png" : ""} (${H}×${W} at ${hook}, step ` +
       `${a.step}, ${r.area[0].length} distinct top features${iou})`;
   } finally {
-    if (mask) ctx.release(mask);
-    sae.release();
+    ctx.release(mask);
+    sae?.release();
     pipe.release();
   }
 }

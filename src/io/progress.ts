@@ -12,6 +12,8 @@ export interface ProgressOptions {
   logEvery?: number;
   /** Write nowhere (tests, --quiet). */
   silent?: boolean;
+  /** Units done before this run (a resume): counted as done, left out of the rate and the ETA. */
+  start?: number;
 }
 
 /** A progress bar; call `tick` as work completes and `done` at the end. */
@@ -32,11 +34,12 @@ function fmtTime(s: number): string {
 export function progressBar(label: string, total: number, opts: ProgressOptions = {}): ProgressBar {
   const tty = Deno.stderr.isTerminal();
   const t0 = performance.now();
-  let done = 0, lastLog = 0;
+  const start = Math.min(total, opts.start ?? 0);
+  let done = start, lastLog = 0;
   const unit = opts.unit ?? "it";
   const line = (note = "") => {
     const el = (performance.now() - t0) / 1000;
-    const rate = done / Math.max(el, 1e-9);
+    const rate = (done - start) / Math.max(el, 1e-9);
     const eta = (total - done) / rate;
     const pct = total ? Math.floor((100 * done) / total) : 100;
     const w = 24, fill = total ? Math.round((w * done) / total) : w;

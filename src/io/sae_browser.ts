@@ -4,7 +4,8 @@
  * copies of the store's images — which opens from file:// with no server.
  * @module
  */
-import { readManifest, storeImagePath, type StoreManifest } from "./activation_store.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { openActivationStore, storeImagePath, type StoreManifest } from "./activation_store.ts";
 import { writeFileAtomic } from "./files.ts";
 import { readMaskPng } from "./mask.ts";
 import { encodePng } from "./png.ts";
@@ -19,98 +20,114 @@ export interface StoreImage {
   half: number;
 }
 
-/** An activation store as images: {@linkcode ImageSource} plus what each image is. */
+/** An activation store as images: {@linkcode ImageSource} plus what each image is. Close it when done. */
 export interface StoreImageSource extends ImageSource {
   readonly manifest: StoreManifest;
   /** Image id → (prompt, step, half), ordered by prompt, then step, then half. */
   readonly meta: readonly StoreImage[];
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
  * Opens the store in `dir` as images: every (prompt, step, half) whose rows cover the whole grid, or only those of
- * step `atStep`. Reads each shard's index now and its activations when an image of it is asked for.
+ * step `atStep`. Reads the shards' `index` tensors now (16 bytes a row) to map each image's positions to store
+ * rows; activations are read per batch through {@linkcode openActivationStore}, never a whole shard.
  */
 export async function openStoreImages(dir: string, opts: { atStep?: number } = {}): Promise<StoreImageSource> {
-  const m = await readManifest(dir);
-  if (!m) throw new Error(`${dir} has no manifest.json: not an activation store`);
-  if (opts.atStep !== undefined && !m.atSteps.includes(opts.atStep)) {
-    throw new RangeError(`--at-step ${opts.atStep}: the store ${dir} holds steps ${m.atSteps.join(", ")}`);
-  }
-  const grid: [number, number] = m.grid ?? [1, 1];
-  const P = grid[0] * grid[1];
-  const groups = new Map<string, { img: StoreImage; shard: number; rows: Int32Array }>();
-  for (let s = 0; s < m.shards.length; s++) {
-    await using st = await openSafetensorsFile(`${dir}/${m.shards[s].file}`);
-    const index = await st.readI32("index");
-    for (let r = 0; r < index.length / 4; r++) {
-      const [prompt, step, half, q] = index.subarray(4 * r, 4 * r + 4);
-      if (opts.atStep !== undefined && step !== opts.atStep) continue;
-      if (q < 0 || q >= P) throw new RangeError(`${dir}/${m.shards[s].file}: row ${r} has position ${q}, grid ${grid}`);
-      const key = `${prompt}/${step}/${half}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, g = { img: { prompt, step, half }, shard: s, rows: new Int32Array(P).fill(-1) });
-      if (g.shard !== s) throw new Error(`${dir}: image (prompt ${prompt}, step ${step}) spans two shards`);
-      g.rows[q] = r;
+  const store = await openActivationStore(dir);
+  try {
+    const m = store.manifest;
+    if (opts.atStep !== undefined && !m.atSteps.includes(opts.atStep)) {
+      throw new RangeError(`--at-step ${opts.atStep}: the store ${dir} holds steps ${m.atSteps.join(", ")}`);
     }
-  }
-  const list = [...groups.values()].sort((a, b) =>
-    a.img.prompt - b.img.prompt || a.img.step - b.img.step || a.img.half - b.img.half
-  );
-  for (const g of list) {
-    const missing = g.rows.indexOf(-1);
-    if (missing >= 0) {
-      throw new Error(`${dir}: prompt ${g.img.prompt}, step ${g.img.step} lacks the row of position ${missing}`);
-    }
-  }
-  const d = m.d;
-  let cached: { shard: number; acts: Float32Array } | null = null;
-  const shardActs = async (s: number) => {
-    if (cached?.shard !== s) {
-      await using st = await openSafetensorsFile(`${dir}/${m.shards[s].file}`);
-      cached = { shard: s, acts: await st.readF32("activations") };
-    }
-    return cached.acts;
-  };
-  return {
-    manifest: m,
-    meta: list.map((g) => g.img),
-    images: list.length,
-    grid,
-    d,
-    async read(ids) {
-      const out = new Float32Array(ids.length * P * d);
-      for (let i = 0; i < ids.length; i++) {
-        const g = list[ids[i]];
-        const acts = await shardActs(g.shard);
-        for (let q = 0; q < P; q++) out.set(acts.subarray(g.rows[q] * d, (g.rows[q] + 1) * d), (i * P + q) * d);
+    const grid: [number, number] = m.grid ?? [1, 1];
+    const P = grid[0] * grid[1];
+    const groups = new Map<string, { img: StoreImage; rows: Int32Array }>();
+    let base = 0; // store row of the shard's first row
+    for (const shard of m.shards) {
+      const path = `${dir}/${shard.file}`;
+      let index: Int32Array;
+      {
+        await using st = await openSafetensorsFile(path);
+        index = await st.readI32("index");
       }
-      return out;
-    },
-  };
+      if (index.length !== shard.rows * 4) {
+        throw new Error(`${path}: "index" holds ${index.length / 4} rows, the manifest says ${shard.rows}`);
+      }
+      for (let r = 0; r < shard.rows; r++) {
+        const [prompt, step, half, q] = index.subarray(4 * r, 4 * r + 4);
+        if (opts.atStep !== undefined && step !== opts.atStep) continue;
+        if (q < 0 || q >= P) throw new RangeError(`${path}: row ${r} has position ${q}, grid ${grid.join("×")}`);
+        const key = `${prompt}/${step}/${half}`;
+        let g = groups.get(key);
+        if (!g) groups.set(key, g = { img: { prompt, step, half }, rows: new Int32Array(P).fill(-1) });
+        g.rows[q] = base + r;
+      }
+      base += shard.rows;
+    }
+    const list = [...groups.values()].sort((a, b) =>
+      a.img.prompt - b.img.prompt || a.img.step - b.img.step || a.img.half - b.img.half
+    );
+    const rowsOf = new Uint32Array(list.length * P); // image g's store rows, position by position
+    list.forEach((g, i) => {
+      const missing = g.rows.indexOf(-1);
+      if (missing >= 0) {
+        throw new Error(`${dir}: prompt ${g.img.prompt}, step ${g.img.step} lacks the row of position ${missing}`);
+      }
+      rowsOf.set(g.rows, i * P);
+    });
+    return {
+      manifest: m,
+      meta: list.map((g) => g.img),
+      images: list.length,
+      grid,
+      d: m.d,
+      read(ids, rec) {
+        const rows = new Uint32Array(ids.length * P);
+        ids.forEach((g, i) => {
+          if (!(g >= 0 && g < list.length)) throw new RangeError(`${dir}: image ${g} of ${list.length} asked`);
+          rows.set(rowsOf.subarray(g * P, (g + 1) * P), i * P);
+        });
+        return store.batch(rows, rec);
+      },
+      close: () => store.close(),
+      [Symbol.asyncDispose]: () => store.close(),
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
 }
 
 /**
  * Mask files: `prompt-<5 digits>.<label>.png` (the label may hold dots), read by `readMaskPng`: white (or, in a
  * cut-out with transparency, opaque) pixels are the object.
  */
-export const MASK_FILE = /^prompt-(\d+)\.(.+)\.png$/;
+export const MASK_FILE = /^prompt-(\d+)\.(.+)\.png$/i;
 
 /**
  * Reads the masks in `dir` (named as {@linkcode MASK_FILE}) for the images of `src`: a mask of prompt i applies to
- * every image (step, half) of prompt i. Files for prompts outside the source are skipped; other names are errors.
+ * every image (step, half) of prompt i. Files for prompts outside the source are skipped, and so are files that are
+ * not PNGs and hidden files (.DS_Store, README, notes); a PNG named otherwise is an error.
  */
-export async function readMasks(dir: string, src: StoreImageSource): Promise<FeatureMask[]> {
+export async function readMasks(
+  ctx: GpuContext,
+  dir: string,
+  src: StoreImageSource,
+): Promise<FeatureMask[]> {
   const byPrompt = new Map<number, number[]>();
   src.meta.forEach((img, id) => byPrompt.set(img.prompt, [...(byPrompt.get(img.prompt) ?? []), id]));
   const out: FeatureMask[] = [];
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) if (e.isFile) names.push(e.name);
   for (const name of names.sort()) {
+    if (name.startsWith(".") || !name.toLowerCase().endsWith(".png")) continue;
     const m = MASK_FILE.exec(name);
     if (!m) throw new Error(`${dir}/${name}: mask files are named prompt-NNNNN.<label>.png`);
     const ids = byPrompt.get(Number(m[1]));
     if (!ids) continue;
-    const img = await readMaskPng(`${dir}/${name}`);
+    const img = await readMaskPng(ctx, `${dir}/${name}`);
     for (const image of ids) out.push({ image, label: m[2], ...img });
   }
   return out;
@@ -135,6 +152,8 @@ export interface BrowserData {
   title: string;
   sae: { file: string; d: number; nLatents: number; k: number; relu: boolean };
   store: { dir: string; hook: string; grid: readonly [number, number]; atStep: number | null; rows: number };
+  /** What ranked the top images and drew the heat maps: the TopK code or ReLU of the dense pre-activation. */
+  rank: "code" | "dense";
   /** Every image of the source (id → prompt, step, half, prompt text). */
   images: (StoreImage & { text: string })[];
   /** Every latent's count (frequency = count / rows) and top images, for features.json. */
@@ -250,7 +269,8 @@ export const BROWSER_HTML = `<!doctype html>
   document.getElementById("meta").textContent =
     "hook " + s.hook + " · grid " + s.grid.join("×") + (s.atStep === null ? "" : " · step " + s.atStep) +
     " · " + D.images.length + " images, " + s.rows + " rows · SAE " + D.sae.file + " (d " + D.sae.d + ", " +
-    D.sae.nLatents + " latents, k " + D.sae.k + ") · " + D.shown.length + " features shown";
+    D.sae.nLatents + " latents, k " + D.sae.k + ") · " + D.shown.length + " features shown" +
+    (D.rank === "dense" ? " · ranked by mean ReLU(pre-activation)" : "");
   const main = document.getElementById("features");
   const sections = D.shown.map((f) => {
     const sec = el("section", "feature");
@@ -345,10 +365,13 @@ export async function writeFeatureBrowser(dir: string, data: BrowserData): Promi
   }
   if (prompts.size) await Deno.mkdir(`${dir}/images`, { recursive: true });
   for (const p of prompts) {
-    await Deno.copyFile(storeImagePath(data.store.dir, p), `${dir}/images/prompt-${pad5(p)}.png`);
+    await writeFileAtomic(
+      `${dir}/images/prompt-${pad5(p)}.png`,
+      await Deno.readFile(storeImagePath(data.store.dir, p)),
+    );
     files++;
   }
-  const page = { title: data.title, sae: data.sae, store: data.store, images: data.images, shown };
+  const page = { title: data.title, sae: data.sae, store: data.store, rank: data.rank, images: data.images, shown };
   const write = async (name: string, text: string) => {
     await writeFileAtomic(`${dir}/${name}`, enc.encode(text));
     files++;
@@ -361,6 +384,7 @@ export async function writeFeatureBrowser(dir: string, data: BrowserData): Promi
       format: "diffscope.sae-features/1",
       sae: data.sae,
       store: data.store,
+      rank: data.rank,
       images: data.images,
       features: data.all.map((f) => ({
         id: f.id,

@@ -11,6 +11,7 @@ export * from "./conv2d.ts";
 export * from "./conv2d_bwd.ts";
 export * from "./embedding.ts";
 export * from "./fill.ts";
+export * from "./from_rgba8.ts";
 export * from "./geglu.ts";
 export * from "./group_norm.ts";
 export * from "./layer_norm.ts";

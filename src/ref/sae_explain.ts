@@ -21,13 +21,37 @@ export function featureStatsRef(
     for (let q = 0; q < P; q++) {
       for (let c = 0; c < n; c++) {
         const v = z[(g * P + q) * n + c];
-        mean[c * G + g] += v / P;
+        mean[c * G + g] += v;
         max[c * G + g] = Math.max(max[c * G + g], v);
         if (v > 0) counts[c]++;
       }
     }
   }
+  for (let i = 0; i < n * G; i++) mean[i] /= P; // after the sum: equal sums give equal means
   return { mean, max, counts };
+}
+
+/**
+ * The top `k` images of every feature over all G images: ids [n, k] by (mean desc, id asc), with their mean and max.
+ * mean, max: [n, G] (as {@linkcode featureStatsRef} gives them).
+ */
+export function topImagesRef(
+  mean: ArrayLike<number>,
+  max: ArrayLike<number>,
+  n: number,
+  G: number,
+  k: number,
+): { ids: Uint32Array; scores: Float64Array; max: Float64Array } {
+  const ids = new Uint32Array(n * k), scores = new Float64Array(n * k), mx = new Float64Array(n * k);
+  for (let c = 0; c < n; c++) {
+    const order = Array.from({ length: G }, (_, g) => g).sort((a, b) => mean[c * G + b] - mean[c * G + a] || a - b);
+    for (let s = 0; s < k; s++) {
+      ids[c * k + s] = order[s];
+      scores[c * k + s] = mean[c * G + order[s]];
+      mx[c * k + s] = max[c * G + order[s]];
+    }
+  }
+  return { ids, scores, max: mx };
 }
 
 /**

@@ -20,6 +20,7 @@ import { fmtShape, numel, reshape, type Tensor } from "../gpu/tensor.ts";
 import { Hooks } from "../hooks/hooks.ts";
 import { toRgba8 } from "../ops/cfg.ts";
 import { fill } from "../ops/fill.ts";
+import { fromRgba8 } from "../ops/from_rgba8.ts";
 import { mean } from "../ops/reduce.ts";
 import { centerCropBox, resize } from "../ops/resize.ts";
 import type { StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
@@ -49,23 +50,29 @@ export interface RgbaImage {
   pixels: Uint32Array;
   width: number;
   height: number;
+  /** Where it came from (a file), named in errors. */
+  name?: string;
 }
 
 /**
- * An RGBA8 image as planar f32 [1, 3, H, W] holding the 0…255 byte values (alpha dropped, as PIL's
- * `convert("RGB")`): the end of decoding, uploaded as is; scaling and resampling happen on the GPU.
+ * Records an RGBA8 image as planar f32 [1, 3, H, W] holding the 0…255 byte values (alpha dropped, as PIL's
+ * `convert("RGB")`): the pixels are uploaded as packed u32 and unpacked on the GPU (kernels/from_rgba8.wgsl);
+ * scaling and resampling follow in {@linkcode preprocessImages}. The upload is freed after the submit. Errors name
+ * the image.
  */
-export function rgbaToPlanar(img: RgbaImage): Float32Array {
-  const n = img.width * img.height;
-  if (img.pixels.length < n || n === 0) {
-    throw new RangeError(`image ${img.width}×${img.height} has ${img.pixels.length} pixels`);
+export function rgbaToPlanar(rec: Recorder, img: RgbaImage, what = img.name ?? "image"): Tensor {
+  const { width: W, height: H, pixels } = img;
+  try {
+    if (!(W > 0 && H > 0) || pixels.length !== W * H) {
+      throw new RangeError(`image ${W}×${H} has ${pixels.length} pixels`);
+    }
+    const px = rec.ctx.upload(pixels, [1, H, W], "u32", what);
+    rec.releaseAfterSubmit(px);
+    return fromRgba8(rec, px, { channels: 3 });
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.includes(what) ? msg : `${what}: ${msg}`, { cause: e });
   }
-  const out = new Float32Array(3 * n);
-  for (let i = 0; i < n; i++) {
-    const p = img.pixels[i];
-    out[i] = p & 255, out[n + i] = (p >>> 8) & 255, out[2 * n + i] = (p >>> 16) & 255;
-  }
-  return out;
 }
 
 /**
@@ -141,7 +148,7 @@ export class PooledCollector {
   /** Validates the options against the pipeline and encodes the empty prompt. */
   static async create(pipe: StableDiffusionPipeline, opts: PooledOptions = {}): Promise<PooledCollector> {
     const c = new PooledCollector(pipe, opts);
-    c.#empty = await pipe.encodePrompts([""]);
+    c.#empty = pipe.ctx.persist(await pipe.encodePrompts([""])); // kept across a caller's allocation scopes
     return c;
   }
 
@@ -159,7 +166,7 @@ export class PooledCollector {
     const e = this.#empty!;
     let t = this.#embeddings.get(B);
     if (!t) {
-      t = this.ctx.tensor([B, ...e.shape.slice(1)], "f32", "empty prompt");
+      t = this.ctx.persist(this.ctx.tensor([B, ...e.shape.slice(1)], "f32", "empty prompt"));
       const bytes = numel(e.shape) * 4;
       for (let b = 0; b < B; b++) rec.copy(e, { ...t, offset: t.offset + b * bytes }, bytes);
       this.#embeddings.set(B, t);
@@ -184,7 +191,7 @@ export class PooledCollector {
       owned.add(pixels);
       const per = 3 * size * size * 4;
       images.forEach((img, b) => {
-        const raw = ctx.upload(rgbaToPlanar(img), [1, 3, img.height, img.width], "f32", "pooled.raw");
+        const raw = rgbaToPlanar(rec, img, img.name ?? `image ${first + b}`);
         const one = preprocessImages(rec, raw, size);
         rec.copy(one, { ...pixels, offset: pixels.offset + b * per }, per);
         rec.releaseAfterSubmit(raw, one);
@@ -249,7 +256,7 @@ export function noiseFor(rec: Recorder, shape: readonly number[], first: number,
   for (let b = 0; b < B; b++) {
     const one = rec.alloc([1, ...item], "f32", "pooled.noise.item");
     fill(rec, one, { normal: [0, 1], seed: seed + first + b });
-    rec.copy(one, { ...eps, offset: b * per }, per);
+    rec.copy(one, { ...eps, offset: eps.offset + b * per }, per);
     rec.releaseAfterSubmit(one);
   }
   return eps;

@@ -21,7 +21,7 @@ import type { StableDiffusionPipeline } from "../pipeline/stable_diffusion.ts";
 import type { Sae } from "./model.ts";
 import { type ActivationLayout, encodePositions } from "./positions.ts";
 import type { SparseCode } from "./sparse.ts";
-import { DEFAULT_STEER_HOOK, maskAtGrid } from "./steer.ts";
+import { DEFAULT_STEER_HOOK, maskAtGrid, saeHalf } from "./steer.ts";
 
 const K = defineKernels("sae_layout.wgsl", src, ["top_feature", "iou"]);
 const WG = 64;
@@ -42,7 +42,7 @@ export function topFeature(rec: Recorder, code: SparseCode): Tensor {
   rec.dispatch(K.top_feature, {
     read: { values: code.values, indices: code.indices },
     write: { top },
-    params: { rows, hw: 1, k, nset: 0, images: 1, row: grid[0] },
+    params: { rows, hw: 1, k, nset: 0, images: 1, row: grid[0], set_stride: 0 },
     grid,
     overrides: { WG },
   });
@@ -51,11 +51,19 @@ export function topFeature(rec: Recorder, code: SparseCode): Tensor {
 
 /**
  * Per image of a top-feature map `top` (i32 [images·hw]): u32 [images, 4] = (|P ∩ M|, |P ∪ M|, |P|, |M|) with
- * P = {p : top[p] ∈ concepts} and M = {p : mask[p] ≥ 0.5}; `concepts` i32 [nset], `mask` [hw] at the grid.
+ * P = {p : top[p] ∈ concepts} and M = {p : mask[p] ≥ 0.5}; `mask` [hw] at the grid. `concepts` is i32 [nset] (one
+ * set for every image), i32 [images, nset] (a set per image; pad shorter sets with −1), or null (the empty set).
+ * All images in one dispatch.
  */
-export function layoutCounts(rec: Recorder, top: Tensor, concepts: Tensor, mask: Tensor, hw: number): Tensor {
+export function layoutCounts(
+  rec: Recorder,
+  top: Tensor,
+  concepts: Tensor | null,
+  mask: Tensor,
+  hw: number,
+): Tensor {
   requireDtype("layoutCounts", top, ["i32"]);
-  requireDtype("layoutCounts", concepts, ["i32"]);
+  if (concepts) requireDtype("layoutCounts", concepts, ["i32"]);
   requireDtype("layoutCounts", mask);
   const rows = numel(top.shape);
   if (!Number.isInteger(hw) || hw < 1 || rows % hw) {
@@ -65,12 +73,19 @@ export function layoutCounts(rec: Recorder, top: Tensor, concepts: Tensor, mask:
     throw new TypeError(`layoutCounts: mask ${fmtShape(mask.shape)} must have ${hw} positions`);
   }
   const images = rows / hw;
+  const cs = concepts?.shape ?? [0];
+  if ((cs.length === 2 && cs[0] !== images) || cs.length > 2 || cs.length < 1) {
+    throw new TypeError(
+      `layoutCounts: concepts ${fmtShape(cs)} must be [nset] or [${images}, nset] for ${images} images of ${hw}`,
+    );
+  }
+  const nset = cs.at(-1)!;
   const counts = rec.alloc([images, 4], "u32", "sae.layout.counts");
   const grid = grid1d(images, rec.ctx.limits.maxComputeWorkgroupsPerDimension);
   rec.dispatch(K.iou, {
-    read: { top_in: top, concepts: numel(concepts.shape) ? concepts : rec.ctx.placeholder, mask },
+    read: { top_in: top, concepts: concepts && nset ? concepts : rec.ctx.placeholder, mask },
     write: { counts },
-    params: { rows, hw, k: 0, nset: numel(concepts.shape), images, row: grid[0] },
+    params: { rows, hw, k: 0, nset, images, row: grid[0], set_stride: cs.length === 2 ? nset : 0 },
     grid,
     overrides: { WG },
   });
@@ -111,7 +126,10 @@ export interface ReadLayoutOptions {
   mask?: Tensor;
 }
 
-/** Encodes `x` ([B, C, H, W] by default) with the SAE and reads its top-feature map, areas and mask IoU back. */
+/**
+ * Encodes `x` ([B, C, H, W] by default) with the SAE and reads its top-feature map, areas and mask IoU back: the
+ * counts of every image come from one dispatch (one submit when `features` is given, two otherwise).
+ */
 export async function readLayout(
   ctx: GpuContext,
   sae: Sae,
@@ -124,10 +142,23 @@ export async function readLayout(
   const top = topFeature(rec, code);
   rec.recycle(code.values, code.indices);
   const mask = opts.mask ? maskAtGrid(rec, opts.mask, grid, "readLayout: mask") : undefined;
-  const own = mask && mask !== opts.mask ? ctx.persist(mask) : undefined;
+  const own: Tensor[] = [];
+  if (mask && mask !== opts.mask) own.push(ctx.persist(mask));
   const topKept = ctx.persist(top);
-  await rec.submit();
+  own.push(topKept);
   try {
+    let sets: number[][] | undefined, counts: Tensor | undefined;
+    const count = (r: Recorder, concepts: Tensor | null) => {
+      if (concepts) own.push(concepts);
+      own.push(counts = ctx.persist(layoutCounts(r, topKept, concepts, mask!, hw)));
+    };
+    if (mask && opts.features) {
+      // one set for every image: counted with the map
+      sets = Array.from({ length: images }, () => [...opts.features!]);
+      const n = opts.features.length;
+      count(rec, n ? ctx.upload(Int32Array.from(opts.features), [n], "i32", "sae.layout.concepts") : null);
+    }
+    await rec.submit();
     const map = new Int32Array(await ctx.read(topKept) as Int32Array);
     const area = [];
     for (let i = 0; i < images; i++) {
@@ -138,36 +169,26 @@ export async function readLayout(
       );
     }
     const result: LayoutResult = { grid, top: map, area };
-    if (mask) {
-      const maskHost = opts.features ? null : await ctx.readF32(mask);
-      result.iou = [];
-      for (let i = 0; i < images; i++) {
-        const set = opts.features ? [...opts.features] : dominantFeature(map.subarray(i * hw, (i + 1) * hw), maskHost!);
-        const r2 = ctx.recorder("sae layout iou");
-        const concepts = ctx.upload(Int32Array.from(set), [set.length], "i32", "sae.layout.concepts");
-        const one = { ...topKept, offset: topKept.offset + i * hw * 4, shape: [hw] };
-        const view = i === 0 ? one : r2.alloc([hw], "i32", "sae.layout.top_i");
-        if (i > 0) r2.copy(one, view, hw * 4);
-        const counts = layoutCounts(r2, view, concepts, mask, hw);
-        if (view !== one) r2.recycle(view);
-        const kept = ctx.persist(counts);
-        await r2.submit();
-        const [inter, union, pred, m] = await ctx.read(kept) as Uint32Array;
-        ctx.release(kept, concepts);
-        result.iou.push({
-          features: set,
-          intersection: inter,
-          union,
-          predicted: pred,
-          mask: m,
-          iou: union > 0 ? inter / union : 0,
-        });
-      }
+    if (!mask) return result;
+    if (!sets) {
+      // a set per image (its dominant feature in the mask), padded with −1: all images in one dispatch
+      const maskHost = await ctx.readF32(mask);
+      sets = Array.from({ length: images }, (_, i) => dominantFeature(map.subarray(i * hw, (i + 1) * hw), maskHost));
+      const width = Math.max(0, ...sets.map((s) => s.length));
+      const table = new Int32Array(images * width).fill(-1);
+      sets.forEach((s, i) => table.set(s, i * width));
+      const r2 = ctx.recorder("sae layout iou");
+      count(r2, width ? ctx.upload(table, [images, width], "i32", "sae.layout.concepts") : null);
+      await r2.submit();
     }
+    const c = await ctx.read(counts!) as Uint32Array;
+    result.iou = sets.map((features, i) => {
+      const [intersection, union, predicted, m] = c.subarray(4 * i, 4 * i + 4);
+      return { features, intersection, union, predicted, mask: m, iou: union > 0 ? intersection / union : 0 };
+    });
     return result;
   } finally {
-    ctx.release(topKept);
-    if (own) ctx.release(own);
+    ctx.release(...own);
   }
 }
 
@@ -190,7 +211,7 @@ export interface PredictLayoutOptions extends Omit<ReadLayoutOptions, "layout"> 
   steps?: number;
   seed?: number;
   guidance?: number;
-  /** CFG half read (default "cond"; "both" is used when guidance ≤ 1, where no CFG pair exists). */
+  /** CFG half read (default "cond", or "both" when guidance ≤ 1; cond/uncond without CFG is an error). */
   half?: Half;
 }
 
@@ -210,7 +231,7 @@ export async function predictLayout(
   }
   const hooks = new Hooks();
   const hook = opts.hook ?? DEFAULT_STEER_HOOK;
-  const cap = hooks.capture(hook, { steps: [step], half: guidance > 1 ? opts.half ?? "cond" : "both" });
+  const cap = hooks.capture(hook, { steps: [step], half: saeHalf(opts.half, guidance, "predictLayout: half") });
   const r = await pipe.generate({ prompt: opts.prompt, steps, guidance, seed: opts.seed ?? 0, hooks });
   const [, , H, W] = r.image.shape;
   const image = r.pixels ? { pixels: r.pixels.subarray(0, H * W), width: W, height: H } : undefined;

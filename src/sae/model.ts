@@ -135,6 +135,54 @@ export class Sae {
   }
 }
 
+/** Options of {@linkcode saeEncode}. */
+export interface SaeEncodeOptions {
+  /** The selection kernel (see `encodeTopK`; default "auto"). */
+  selection?: "auto" | "insertion" | "topk";
+  /**
+   * Return x − b_pre and the pre-activations (before any ReLU) beside the code instead of recycling them; the caller
+   * recycles them into `rec` when done.
+   */
+  keep?: boolean;
+}
+
+/** The code of {@linkcode saeEncode}, with its intermediates when asked to keep them. */
+export interface SaeEncoding extends SparseCode {
+  /** x − b_pre [B, d] (only with `keep`). */
+  xc?: Tensor;
+  /** pre = W_enc (x − b_pre) + b_enc [B, n], before any ReLU (only with `keep`). */
+  pre?: Tensor;
+}
+
+/**
+ * The SAE's encoder alone: TopK(ReLU(W_enc (x − b_pre) + b_enc)) (TopK(pre) without the ReLU) of x [B, d] as a
+ * sparse code [B, k]. {@linkcode saeForward} encodes with it; steering, layout prediction and explain use it alone.
+ */
+export function saeEncode(
+  rec: Recorder,
+  sae: Sae,
+  x: Tensor,
+  opts: SaeEncodeOptions & { keep: true },
+): Required<SaeEncoding>;
+export function saeEncode(rec: Recorder, sae: Sae, x: Tensor, opts?: SaeEncodeOptions): SaeEncoding;
+export function saeEncode(rec: Recorder, sae: Sae, x: Tensor, opts: SaeEncodeOptions = {}): SaeEncoding {
+  const { d, nLatents: n, k, relu } = sae.config;
+  requireDtype("saeEncode", x);
+  if (x.shape.length !== 2 || x.shape[1] !== d) {
+    throw new TypeError(`saeEncode: x ${fmtShape(x.shape)} must be [B, ${d}] for an SAE with d = ${d}`);
+  }
+  const xc = binary(rec, "sub", x, sae.params.b_pre);
+  const pre = matmul(rec, xc, sae.params.W_enc, {
+    transB: true,
+    bias: sae.params.b_enc,
+    out: rec.alloc([x.shape[0], n], "f32", "sae.pre"),
+  });
+  const code = encodeTopK(rec, pre, { k, activation: relu ? "relu" : "none", kernel: opts.selection });
+  if (opts.keep) return { ...code, xc, pre };
+  rec.recycle(xc, pre);
+  return code;
+}
+
 /** Options of {@linkcode saeForward}. */
 export interface SaeForwardOptions {
   /** AuxK: this many more slots per row, the top-kAux of ReLU(pre) over the dead latents (default 0: no AuxK). */
@@ -184,13 +232,12 @@ export interface SaeForward {
  * ```
  */
 export function saeForward(rec: Recorder, sae: Sae, x: Tensor, opts: SaeForwardOptions = {}): SaeForward {
-  const { d, nLatents: n, k, relu } = sae.config;
-  const { W_enc, b_enc, W_dec, b_pre } = sae.params;
+  const { d, nLatents: n, relu } = sae.config;
+  const { W_dec, b_pre } = sae.params;
   requireDtype("saeForward", x);
   if (x.shape.length !== 2 || x.shape[1] !== d) {
     throw new TypeError(`saeForward: x ${fmtShape(x.shape)} must be [B, ${d}] for an SAE with d = ${d}`);
   }
-  const B = x.shape[0];
   const kAux = opts.kAux ?? 0;
   const limit = maxTopK(rec.ctx.limits);
   if (!Number.isInteger(kAux) || kAux < 0 || kAux > n || kAux > limit) {
@@ -205,10 +252,8 @@ export function saeForward(rec: Recorder, sae: Sae, x: Tensor, opts: SaeForwardO
   if (atoms) assertShape(`saeForward: atoms "${atoms.label}" (W_decᵀ)`, atoms.shape, [n, d]);
   else atoms = transpose(rec, W_dec, 0, 1, { out: rec.alloc([n, d], "f32", "sae.atoms") });
 
-  const xc = binary(rec, "sub", x, b_pre);
-  const pre = matmul(rec, xc, W_enc, { transB: true, bias: b_enc, out: rec.alloc([B, n], "f32", "sae.pre") });
   const kernel = opts.selection;
-  const code = encodeTopK(rec, pre, { k, activation: relu ? "relu" : "none", kernel });
+  const { xc, pre, ...code } = saeEncode(rec, sae, x, { selection: kernel, keep: true });
   opts.onCode?.(code);
   const auxCode = kAux > 0
     ? encodeTopK(rec, pre, { k: kAux, activation: "dead", deadMask: opts.deadMask, kernel })

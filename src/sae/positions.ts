@@ -8,7 +8,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import { fmtShape, numel, reshape, type Tensor } from "../gpu/tensor.ts";
 import { requireDtype } from "../ops/_alloc.ts";
 import { permute } from "../ops/permute.ts";
-import { saeEncode } from "./explain.ts";
+import { saeEncode } from "./model.ts";
 import type { Sae } from "./model.ts";
 import type { SparseCode } from "./sparse.ts";
 
@@ -61,41 +61,87 @@ export function positionGrid(
 /** The code of {@linkcode encodePositions}: rows = image · H·W + position, with the geometry. */
 export interface PositionCode extends SparseCode, PositionGrid {}
 
+/** Default budget of one encode chunk's largest buffer (the pre-activations [rows, n], or the rows [rows, C]). */
+export const POSITION_CHUNK_BYTES = 64 << 20;
+
+/** Options of {@linkcode encodePositions}. */
+export interface EncodePositionsOptions {
+  /** Batch items encoded (default all of `x`). */
+  batch?: readonly [number, number];
+  layout?: ActivationLayout;
+  /**
+   * Bytes one chunk's largest buffer may take (default {@linkcode POSITION_CHUNK_BYTES}, never more than the
+   * device's `maxStorageBufferBindingSize`): positions are encoded in chunks of rows that fit, with the same result
+   * as one pass.
+   */
+  chunkBytes?: number;
+}
+
 /**
  * Records the SAE code of every position of `x`'s batch range `batch` (default all of it). The code's tensors are
- * allocated on `rec` (pooled): recycle them when done.
+ * allocated on `rec` (pooled): recycle them when done. Large ranges (a CFG batch at a fine grid: images·H·W rows ×
+ * n latents) are encoded in chunks of rows whose buffers fit `chunkBytes` and the binding limit.
  *
  * ```ts ignore
  * const code = encodePositions(rec, sae, delta, { batch: [1, 2] }); // the cond half of a CFG pair
  * ```
  */
-export function encodePositions(
-  rec: Recorder,
-  sae: Sae,
-  x: Tensor,
-  opts: { batch?: readonly [number, number]; layout?: ActivationLayout } = {},
-): PositionCode {
+export function encodePositions(rec: Recorder, sae: Sae, x: Tensor, opts: EncodePositionsOptions = {}): PositionCode {
   requireDtype("encodePositions", x);
   const layout = opts.layout ?? "nchw";
   const batch = opts.batch ?? [0, x.shape[0]];
   const g = positionGrid("encodePositions", x, layout, batch, sae.config.d);
   const { images, channels: C, hw, per } = g;
+  const { nLatents: n, k } = sae.config;
   const rows = images * hw;
-  // the range as its own tensor: a view where the offset suits a binding, else a copy
-  const offset = x.offset + batch[0] * per * 4;
-  let range: Tensor, copied = false;
-  if (offset % rec.ctx.limits.minStorageBufferOffsetAlignment === 0) {
-    range = { ...x, offset, shape: [images, per] };
-  } else {
-    range = rec.alloc([images, per], "f32", "sae.positions.range");
-    if (rows > 0) rec.copy({ ...x, offset }, range, images * per * 4);
-    copied = true;
+  const limits = rec.ctx.limits;
+  const budget = Math.min(opts.chunkBytes ?? POSITION_CHUNK_BYTES, limits.maxStorageBufferBindingSize);
+  if (!(budget > 0)) throw new RangeError(`encodePositions: chunkBytes ${opts.chunkBytes} is not a positive size`);
+  // rows per encode chunk: the widest per-row buffer is pre [rows, n] (or the rows themselves when C > n)
+  const chunk = Math.max(1, Math.floor(budget / (4 * Math.max(n, C))));
+  // whole images per range (a range's rows are permuted together); one image split into chunks when it is larger
+  const group = Math.max(1, Math.floor(chunk / hw));
+  const align = limits.minStorageBufferOffsetAlignment;
+  /** A tensor of `bytes` at byte `offset` of `t`: a view when the offset suits a binding, else a copy. */
+  const slice = (t: Tensor, offset: number, shape: number[], label: string): [Tensor, boolean] => {
+    if (offset % align === 0) return [{ ...t, offset, shape }, false];
+    const c = rec.alloc(shape, "f32", label);
+    if (numel(shape) > 0) rec.copy({ ...t, offset }, c, numel(shape) * 4);
+    return [c, true];
+  };
+  /** Encodes items [i0, i1) of the range: their rows, chunked when they exceed `chunk`; `emit` gets each code. */
+  const encodeItems = (i0: number, i1: number, emit: (row: number, code: SparseCode) => void) => {
+    const m = i1 - i0, mRows = m * hw;
+    const [range, copied] = slice(x, x.offset + (batch[0] + i0) * per * 4, [m, per], "sae.positions.range");
+    let xr: Tensor;
+    if (layout === "nchw") xr = reshape(permute(rec, reshape(range, [m, C, hw]), [0, 2, 1]), [mRows, C]);
+    else xr = reshape(range, [mRows, C]);
+    for (let r0 = 0; r0 < mRows || r0 === 0; r0 += chunk) {
+      const r1 = Math.min(mRows, r0 + chunk);
+      const [part, own] = r0 === 0 && r1 === mRows
+        ? [xr, false]
+        : slice(xr, xr.offset + r0 * C * 4, [r1 - r0, C], "sae.positions.chunk");
+      emit(i0 * hw + r0, saeEncode(rec, sae, part));
+      if (own) rec.recycle(part);
+    }
+    if (layout === "nchw") rec.recycle(xr);
+    if (copied) rec.recycle(range);
+  };
+  let code: SparseCode | undefined;
+  if (rows <= chunk || images === 0) encodeItems(0, images, (_, c) => code = c);
+  else {
+    // chunked: each chunk's code copied into its rows of the whole code
+    const values = rec.alloc([rows, k], "f32", "sae.positions.values");
+    const indices = rec.alloc([rows, k], "u32", "sae.positions.indices");
+    for (let i0 = 0; i0 < images; i0 += group) {
+      encodeItems(i0, Math.min(images, i0 + group), (row, c) => {
+        const bytes = c.values.shape[0] * k * 4;
+        rec.copy(c.values, { ...values, offset: values.offset + row * k * 4 }, bytes);
+        rec.copy(c.indices, { ...indices, offset: indices.offset + row * k * 4 }, bytes);
+        rec.recycle(c.values, c.indices);
+      });
+    }
+    code = { values, indices };
   }
-  let xr: Tensor;
-  if (layout === "nchw") xr = reshape(permute(rec, reshape(range, [images, C, hw]), [0, 2, 1]), [rows, C]);
-  else xr = reshape(range, [rows, C]);
-  const code = saeEncode(rec, sae, xr);
-  if (layout === "nchw") rec.recycle(xr);
-  if (copied) rec.recycle(range);
-  return { ...code, ...g };
+  return { ...code!, ...g };
 }

@@ -42,6 +42,30 @@ const WG = 64;
 /** The default hook point of steering (the paper's mid-block). */
 export const DEFAULT_STEER_HOOK = "mid_block.attentions.0.delta";
 
+/**
+ * The hook point to steer or read: the one given, else the SAE file's config "hook" (`extra.hook`, as
+ * `saveSaeFile` writes it), else {@linkcode DEFAULT_STEER_HOOK}.
+ */
+export function saeHook(given: string | undefined, extra: Record<string, unknown> = {}): string {
+  return given ?? (typeof extra.hook === "string" ? extra.hook : DEFAULT_STEER_HOOK);
+}
+
+/**
+ * The CFG half an SAE edit or capture acts on at guidance `guidance`: the one given, else "cond" with CFG and "both"
+ * without (guidance ≤ 1 runs one unguided batch). Throws when "cond" or "uncond" is asked for without CFG.
+ */
+export function saeHalf(given: Half | undefined, guidance: number, what = "--sae-half"): Half {
+  const cfg = guidance > 1;
+  if (given === undefined) return cfg ? "cond" : "both";
+  if (!cfg && given !== "both") {
+    throw new RangeError(
+      `${what} ${given}: guidance ${guidance} ≤ 1 runs without CFG, so there is no cond/uncond pair (use "both" or ` +
+        `a guidance > 1)`,
+    );
+  }
+  return given;
+}
+
 /** A named quarter of the grid: rows < H/2 are "top", columns < W/2 "left" (an odd middle row goes to the top half). */
 export type Quadrant = "top-left" | "top-right" | "bottom-left" | "bottom-right";
 /** The quadrant names. */
