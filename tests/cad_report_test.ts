@@ -16,9 +16,9 @@ import {
 } from "../src/cad/mod.ts";
 import { openScores, saveScores, writeCadReport } from "../src/io/cad_files.ts";
 import { randn } from "../src/ref/random.ts";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import assert from "assert";
-import { findChromium, STATIC_PAGE_ARGS } from "./_chromium.ts";
+import { findChromium, launchStaticChromium, watchPage } from "./_chromium.ts";
 import { pathToFileURL } from "node:url";
 
 const META: ScoreMeta = {
@@ -141,18 +141,6 @@ if (!chromiumPath && !CI) {
   console.warn("%cSKIPPING report browser test: no Chromium (set CHROMIUM_PATH)", "color: yellow");
 }
 
-/** Console errors, page errors, failed requests, and every URL the page asked for. */
-function watch(page: Page): { errors: string[]; requests: string[] } {
-  const errors: string[] = [], requests: string[] = [];
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") errors.push(`console.${m.type()}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => errors.push(`uncaught: ${e.message}`));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
-  page.on("request", (r) => requests.push(r.url()));
-  return { errors, requests };
-}
-
 /** What the page shows (evaluated in Chromium; a string, since Deno's type checking has no DOM). */
 const PAGE_PROBE = `(() => {
   const bars = (sel) => [...document.querySelectorAll(sel)].map((r) => r.getBBox().height);
@@ -203,14 +191,9 @@ Deno.test({
       const outside = html.replaceAll(`xmlns="http://www.w3.org/2000/svg"`, "");
       assert.doesNotMatch(outside, /<script|https?:\/\//, "no script, no external URL");
 
-      browser = await chromium.launch({
-        executablePath: chromiumPath,
-        args: [...STATIC_PAGE_ARGS],
-        headless: true,
-        timeout: 60_000,
-      });
+      browser = (await launchStaticChromium())!;
       const page = await browser.newPage();
-      const { errors, requests } = watch(page);
+      const { errors, requests } = watchPage(page);
       const url = pathToFileURL(files["index.html"]).href;
       await page.goto(url, { waitUntil: "load" });
       const got = await page.evaluate(PAGE_PROBE) as PageProbe;
@@ -230,7 +213,7 @@ Deno.test({
 
       // the standalone SVG parses as an image document
       const svgPage = await browser.newPage();
-      const svgWatch = watch(svgPage);
+      const svgWatch = watchPage(svgPage);
       await svgPage.goto(pathToFileURL(files["attribution_mass.svg"]).href, { waitUntil: "load" });
       const svgDoc = await svgPage.evaluate(`({
         root: document.documentElement.tagName,

@@ -5,17 +5,15 @@
  * changes more inside its region than outside).
  */
 import assert from "assert";
-import { pathToFileURL } from "node:url";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { readManifest } from "../src/io/activation_store.ts";
 import { readPng } from "../src/io/png.ts";
 import { openSafetensorsFile } from "../src/io/safetensors_file.ts";
-import { findChromium, STATIC_PAGE_ARGS } from "./_chromium.ts";
+import { launchStaticChromium, openFilePage } from "./_chromium.ts";
 import { gpuTest } from "./_gpu.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const CI = Deno.env.get("CI") === "true";
 const HOOK = "up_blocks.1.attentions.0.delta"; // 64 channels on a 4×4 grid in the tiny U-Net
 const PROMPTS = [
   "a photo of a dog",
@@ -124,18 +122,13 @@ gpuTest("SAE end to end on sd-tiny-pipeline: collect → train → explain → s
     assert.ok(fired.length >= 4, `${fired.length} features fired`);
     const counts = fj.features.reduce((a: number, f: { count: number }) => a + f.count, 0);
     assert.ok(counts > 0 && counts <= m.rows * 4, `${counts} firings over ${m.rows} rows with k = 4`);
-    if (chromiumPath) {
-      browser = await chromium.launch({ executablePath: chromiumPath, args: [...STATIC_PAGE_ARGS], timeout: 60_000 });
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("console", (msg) => msg.type() === "error" && errors.push(msg.text()));
-      page.on("pageerror", (e) => errors.push(e.message));
-      page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
-      await page.goto(pathToFileURL(`${dir}/browser/index.html`).href, { waitUntil: "load" });
+    browser = await launchStaticChromium() ?? undefined;
+    if (browser) {
+      const { page, errors } = await openFilePage(browser, `${dir}/browser/index.html`);
       const sections = await page.evaluate("document.querySelectorAll('section.feature').length");
       assert.deepEqual(errors, [], `the page reported:\n${errors.join("\n")}`);
       assert.equal(sections, fired.length);
-    } else if (CI) throw new Error("no Chromium (CI=true, so this fails instead of skipping)");
+    }
 
     // 4. steer the most frequent feature into the top-left quadrant, at every step
     const top = [...fired].sort((a: { count: number }, b: { count: number }) => b.count - a.count)[0].id;
@@ -168,5 +161,3 @@ gpuTest("SAE end to end on sd-tiny-pipeline: collect → train → explain → s
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-const chromiumPath = await findChromium();

@@ -4,9 +4,8 @@
  * loaded from file:// in headless Chromium (skipped visibly without one; fails in CI).
  */
 import assert from "assert";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { pathToFileURL } from "node:url";
-import { findChromium, STATIC_PAGE_ARGS } from "./_chromium.ts";
+import type { Browser } from "playwright-core";
+import { launchStaticChromium, openFilePage } from "./_chromium.ts";
 import { gpuTest } from "./_gpu.ts";
 import { appendShard, readStore, type StoreManifest } from "../src/io/activation_store.ts";
 import { saveSaeFile } from "../src/io/sae_files.ts";
@@ -18,8 +17,6 @@ import type { CollectedRows } from "../src/sae/collect.ts";
 import { randn } from "../src/ref/random.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const CI = Deno.env.get("CI") === "true";
-const chromiumPath = await findChromium();
 const PROMPTS = ["a photo of a dog", "a red car", "a painting of a house"];
 const [H, W] = [4, 4];
 const D = 4, N = 6, STEPS = [0, 2], IMG = 32;
@@ -140,16 +137,6 @@ const PROBE = `(async () => {
   out.afterSearch = [...document.querySelectorAll("section.feature")].filter((s) => !s.hidden).length;
   return out;
 })()`;
-
-function watch(page: Page): string[] {
-  const errors: string[] = [];
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") errors.push(`console.${m.type()}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => errors.push(`uncaught: ${e.message}`));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
-  return errors;
-}
 
 gpuTest("sae explain: store → features.json, labels, names, and a browser that loads in Chromium", async (ctx) => {
   const dir = await Deno.makeTempDir({ prefix: "sae_explain_" });
@@ -318,20 +305,9 @@ gpuTest("sae explain: store → features.json, labels, names, and a browser that
     assert.equal(fj2.features[1].top[0].image, 1, "at step 2: images are prompts 0, 1, 2");
     assert.equal(fj2.rank, "dense");
 
-    if (!chromiumPath) {
-      if (CI) throw new Error("no Chromium (CI=true, so this fails instead of skipping)");
-      console.warn("%cSKIPPING the Chromium part: no Chromium on PATH", "color: yellow");
-      return;
-    }
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [...STATIC_PAGE_ARGS],
-      headless: true,
-      timeout: 60_000,
-    });
-    const page = await browser.newPage();
-    const errors = watch(page);
-    await page.goto(pathToFileURL(`${dir}/browser/index.html`).href, { waitUntil: "load" });
+    browser = await launchStaticChromium() ?? undefined;
+    if (!browser) return;
+    const { page, errors } = await openFilePage(browser, `${dir}/browser/index.html`);
     const got = await page.evaluate(PROBE) as Probe;
     if (Deno.env.get("SAE_BROWSER_SCREENSHOT")) {
       await page.setViewportSize({ width: 1100, height: 800 });
