@@ -1,6 +1,9 @@
 /**
  * Sparse autoencoders on the GPU: the TopK SAE of SDLens / OpenAI (and Revelio's k-SAE), its sparse decode and
- * sparse backward, losses and metrics, init (tied weights, geometric-median b_pre), and a seeded trainer with AuxK.
+ * sparse backward, losses and metrics, init (tied weights, geometric-median b_pre), a seeded, resumable trainer with
+ * AuxK; activation collection (per position over generations, or Revelio's pooled vector per real image); feature
+ * statistics, top images, heat maps and mask labels; steering generation with features (`steerSae`); and layout
+ * prediction from the first step's codes.
  *
  * ```ts ignore
  * import { createContext } from "../gpu/mod.ts";
@@ -24,3 +27,5 @@ export * from "./positions.ts";
 export * from "./steer.ts";
 export * from "./layout.ts";
 export * from "./explain.ts";
+export * from "./collect.ts";
+export * from "./collect_pooled.ts";
