@@ -68,7 +68,7 @@ commands:
   sae train    a TopK SAE on the GPU (SDLens' method: AuxK, decoder renormalisation, Adam) from shuffled batches
             --data STORE_DIR|FILE.safetensors[:TENSOR] (a store, or one [N,d] tensor) --out SAE.safetensors
             [--preset sdlens|revelio] [--n-latents 4·d (revelio 64·d)] [--k 20 (revelio 32)] [--batch 4096]
-            [--steps N | --epochs 1] [--lr 1e-4] [--k-aux 256 (at most n)] [--dead-steps 2441] [--seed 0]
+            [--steps N | --epochs 1] [--lr 1e-4] [--k-aux 256 (at most n)] [--dead-steps ⌊1e7/batch⌋] [--seed 0]
             [--at-step S[,S…]] [--half cond|uncond] (store rows of these steps / this half only: one SAE per step)
             [--metrics-every 100] [--checkpoint-every 1000] [--resume] [--quiet]   (metrics go to stdout and
             OUT.metrics.jsonl; checkpoints with the full training state to OUT.ckpt/, removed once OUT is
