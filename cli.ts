@@ -18,6 +18,7 @@ import { saeLayoutCommand } from "./src/cli/sae_layout.ts";
 import { explainCommand, parseFeatureSelection } from "./src/cli/sae_explain.ts";
 import { trainCommand } from "./src/cli/sae_train.ts";
 import { flags, UsageError, withGpu } from "./src/cli/args.ts";
+import type { WeightStorage } from "./src/models/checkpoint.ts";
 
 const USAGE = `diffscope — interpretability of diffusion models on WebGPU
 
@@ -28,6 +29,7 @@ commands:
             --json   print the report as JSON
   forward   run the U-Net once and write its output and chosen activations
             --model DIR --inputs IN.safetensors --out OUT.safetensors [--capture PATH ...] [--variant fp16]
+            [--weights f32|f16] (f16: weight matrices stored as f16, half the memory; not for their gradients)
             IN holds sample [B,C,H,W], timesteps [B] (int or float) and encoder_hidden_states [B,T,D]
             (or the same under input/); OUT gets sample and act/<PATH> for each capture
             --backward W [--grads PATTERN]: also the gradients of sum(output · W) (W: a tensor of IN shaped like
@@ -36,7 +38,7 @@ commands:
   generate  text-to-image
             --model DIR_OR_REPO --prompt TEXT [--negative TEXT] [--steps 50] [--guidance 7.5]
             [--scheduler pndm|ddim|euler|dpm++2m] [--seed 0] [--batch 1] [--latents FILE[:TENSOR]]
-            [--save-steps FILE.safetensors] [--out out.png] [--variant fp16] [--offline]
+            [--save-steps FILE.safetensors] [--out out.png] [--variant fp16] [--weights f32|f16] [--offline]
             [--patch PATCH.safetensors] (an erase/amplify edit, applied after loading)
             [--sae SAE.safetensors --feature ID --strength S [--region top-left|top-right|bottom-left|
             bottom-right|global|MASK.png] [--window A-B|all] ...] steers with SAE features on the Δ of
@@ -116,6 +118,12 @@ async function info(args: string[]): Promise<number> {
   return r.selfCheck.every((c) => c.ok) ? 0 : 1;
 }
 
+/** `--weights f32|f16` (default f32). */
+function weightStorage(v: string | undefined): WeightStorage {
+  if (v === undefined || v === "f32" || v === "f16") return v ?? "f32";
+  throw new UsageError(`--weights must be f32 or f16, got "${v}"`);
+}
+
 async function forward(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -125,6 +133,7 @@ async function forward(args: string[]): Promise<number> {
       out: { type: "string" },
       capture: { type: "string", multiple: true, default: [] },
       variant: { type: "string" },
+      weights: { type: "string" },
       quiet: { type: "boolean", default: false },
       backward: { type: "string" },
       grads: { type: "string" },
@@ -132,6 +141,7 @@ async function forward(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.grads && !values.backward) throw new UsageError("--grads needs --backward");
+  const weights = weightStorage(values.weights);
   for (const k of ["model", "inputs", "out"] as const) {
     if (!values[k]) throw new UsageError(`--${k} is required`);
   }
@@ -142,6 +152,7 @@ async function forward(args: string[]): Promise<number> {
       out: values.out!,
       capture: values.capture!,
       variant: values.variant,
+      weights,
       quiet: values.quiet,
       backward: values.backward,
       grads: values.grads,
@@ -165,6 +176,7 @@ async function generate(args: string[]): Promise<number> {
       "save-steps": { type: "string" },
       out: { type: "string", default: "out.png" },
       variant: { type: "string" },
+      weights: { type: "string" },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       patch: { type: "string" },
@@ -182,6 +194,7 @@ async function generate(args: string[]): Promise<number> {
   if (!values.model) throw new UsageError("--model is required");
   const sae = saeSteerArgs(values);
   if (values.prompt === undefined) throw new UsageError("--prompt is required");
+  const weights = weightStorage(values.weights);
   const guidance = num("guidance");
   const scheduler = values.scheduler as keyof typeof SCHEDULER_NAMES | undefined;
   if (scheduler && !(scheduler in SCHEDULER_NAMES)) {
@@ -201,6 +214,7 @@ async function generate(args: string[]): Promise<number> {
       saveSteps: values["save-steps"],
       out: values.out!,
       variant: values.variant,
+      weights,
       offline: values.offline,
       quiet: values.quiet,
       patch: values.patch,

@@ -6,12 +6,22 @@ import { gpuBench } from "./_bench.ts";
 import { type Activation, matmul, type MatmulKernel } from "../src/ops/matmul.ts";
 import { randn } from "../src/ref/random.ts";
 
-function linear(name: string, T: number, inF: number, outF: number, act: Activation = "none", group?: string): void {
+function linear(
+  name: string,
+  T: number,
+  inF: number,
+  outF: number,
+  act: Activation = "none",
+  group?: string,
+  weights: "f32" | "f16" = "f32",
+  baseline?: boolean,
+): void {
   gpuBench(name, { flops: 2 * T * inF * outF }, (ctx) => {
-    const x = ctx.upload(randn(T * inF, 1), [T, inF]), w = ctx.upload(randn(outF * inF, 2, 0.05), [outF, inF]);
+    const x = ctx.upload(randn(T * inF, 1), [T, inF]);
+    const w = ctx.upload(randn(outF * inF, 2, 0.05), [outF, inF], weights);
     const bias = ctx.upload(randn(outF, 3), [outF]), out = ctx.tensor([T, outF]);
     return (rec) => void matmul(rec, x, w, { transB: true, bias, act, out });
-  }, { group });
+  }, { group, baseline });
 }
 
 function square(name: string, n: number, kernel: MatmulKernel, baseline = false): void {
@@ -28,3 +38,8 @@ linear("Linear 320→320 on 4096 tokens (attn to_q/to_out)", 4096, 320, 320);
 linear("Linear 320→2560 on 4096 tokens (GEGLU proj, half)", 4096, 320, 2560);
 linear("Linear 1280→1280 on 256 tokens + GELU", 256, 1280, 1280, "gelu");
 linear("Linear 768→320 on 77 tokens (attn2 to_k)", 77, 768, 320);
+
+// f16 weight storage (weights "f16"): same math in f32, half the weight bytes read
+linear("Linear 320→320 on 4096 tokens, f32 weights", 4096, 320, 320, "none", "f16 weights", "f32", true);
+linear("Linear 320→320 on 4096 tokens, f16 weights", 4096, 320, 320, "none", "f16 weights", "f16");
+linear("Linear 1280→1280 on 256 tokens, f16 weights", 256, 1280, 1280, "none", undefined, "f16");

@@ -16,6 +16,9 @@
 //      gathered from the packed input: per tap, each pixel's address and padding mask are loop-invariant in
 //      the loop over Cin/4, which loads one vec4 per pixel. Stores 4 pixels at a time (Ho·Wo % 4 = 0).
 //
+// f16 weights (inference): `pack` reads w as f16 and writes the packed w as f32, so `main` is unchanged and the
+// weight's f32 copy lives only as per-dispatch scratch; `naive` reads w as f16.
+//
 // Backward (for the autodiff layer): dx is a conv of dOut with the flipped, transposed weights (a transposed
 // conv for stride 2); dw[co, ci, ky, kx] = Σ dOut · x over pixels, a GEMM with K = Ho·Wo; dbias = Σ dOut.
 
@@ -46,8 +49,10 @@ const PACK_WG = 256u;
 @group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>; // pack: the packed tensor; naive, main: out
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn src_at(i: u32) -> f32 { return src[i >> 2u][i & 3u]; }
-fn w_at(i: u32) -> f32 { return wsrc[i >> 2u][i & 3u]; }
+// Every load converts to f32 (the identity here): with f16 weights, src/ops/conv2d.ts builds this file with `src`
+// (for packing w) or `wsrc` (for the naive kernel) declared array<vec4<f16>>; the packed w is f32 either way.
+fn src_at(i: u32) -> f32 { return f32(src[i >> 2u][i & 3u]); }
+fn w_at(i: u32) -> f32 { return f32(wsrc[i >> 2u][i & 3u]); }
 
 // dst[o, t, c] = src[o, c, t] for c < C, 0 for C ≤ c < Cp; one vec4 of channels per invocation. Here Cin = C and
 // W = T (reusing the struct's fields).
@@ -107,8 +112,8 @@ fn naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
 // packed k; column i is channel r+i along k.
 fn w_block(r: u32, k: u32, K4: u32) -> mat4x4<f32> {
   let last = p.Cout - 1u;
-  return mat4x4<f32>(wsrc[min(r, last) * K4 + k], wsrc[min(r + 1u, last) * K4 + k], wsrc[min(r + 2u, last) * K4 + k],
-    wsrc[min(r + 3u, last) * K4 + k]);
+  return mat4x4<f32>(vec4<f32>(wsrc[min(r, last) * K4 + k]), vec4<f32>(wsrc[min(r + 1u, last) * K4 + k]),
+    vec4<f32>(wsrc[min(r + 2u, last) * K4 + k]), vec4<f32>(wsrc[min(r + 3u, last) * K4 + k]));
 }
 
 // Channels 4·c4 … 4·c4+3 of the input under output pixel q's tap (ky, kx), or 0 in the padding. Everything but
@@ -119,7 +124,7 @@ fn x_vec(img: u32, q: u32, ky: i32, kx: i32, c4: u32) -> vec4<f32> {
   let ix = i32((pix % p.Wo) * p.stride) - i32(p.pl) + kx;
   let inside = iy >= 0 && ix >= 0 && iy < i32(p.H) && ix < i32(p.W);
   let i = img + select(0u, (u32(iy) * p.W + u32(ix)) * p.Cp4, inside) + c4;
-  return select(vec4<f32>(), src[i], inside);
+  return select(vec4<f32>(), vec4<f32>(src[i]), inside);
 }
 
 // One 4×4 block of the implicit im2col matrix: k = 4·c4 … +3 of tap (ky, kx), pixels q … q+3; column t is row k+t.

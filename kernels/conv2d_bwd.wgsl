@@ -85,7 +85,7 @@ fn pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t = (i / p.Cpad) % p.T;
   let o = i / (p.Cpad * p.T);
   var v = 0.0;
-  if (c < p.C) { v = src[o * p.so + c * p.sc + t]; }
+  if (c < p.C) { v = f32(src[o * p.so + c * p.sc + t]); } // f32() for the f16-weight variant (frozen f16 w)
   packed[i] = v;
 }
 

@@ -23,6 +23,9 @@
 //   minutes to compile), scalar loads (2.5× slower at the same tile), accumulators as loops over local arrays
 //   (NIR leaves them in scratch memory: 5× slower).
 //
+// f16 weights: src/ops/matmul.ts also builds this file with a's or b's declaration changed to array<vec4<f16>>
+// (weights stored as f16 for inference); every load converts to f32, so both versions compute in f32.
+//
 // Backward (for the autodiff layer): dA = dOut·Bᵀ and dB = Aᵀ·dOut are this same kernel with TRANS_A/TRANS_B
 // flipped, followed by a sum over broadcast batch dimensions; d(bias) = Σ over rows of dOut.
 
@@ -89,8 +92,12 @@ fn batch_offsets(z: u32) -> vec3<u32> {
   return vec3<u32>(dot(idx, p.sa), dot(idx, p.sb), z * p.M * p.N);
 }
 
-fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+// Every load of a or b converts to f32 (the identity here): the f16-weight variants (src/ops/matmul.ts) are this
+// file with one operand's declaration changed to array<vec4<f16>>, so the math stays f32 in both.
+fn load_a(i: u32) -> f32 { return f32(a[i >> 2u][i & 3u]); }
+fn load_b(i: u32) -> f32 { return f32(b[i >> 2u][i & 3u]); }
+fn a4(i: u32) -> vec4<f32> { return vec4<f32>(a[i]); }
+fn b4(i: u32) -> vec4<f32> { return vec4<f32>(b[i]); }
 
 // v1: four consecutive outputs per invocation, counted over the whole output (all batches) so that each vec4
 // of `out` has one owner whatever M·N is; grid folded over x and y.
@@ -139,15 +146,15 @@ fn a_block(a0: u32, r: u32, k4: u32) -> mat4x4<f32> {
     let K4 = p.K / 4u;
     let last = p.M - 1u;
     let k = a0 + k4;
-    return mat4x4<f32>(a[k + min(r, last) * K4], a[k + min(r + 1u, last) * K4], a[k + min(r + 2u, last) * K4],
-      a[k + min(r + 3u, last) * K4]);
+    return mat4x4<f32>(a4(k + min(r, last) * K4), a4(k + min(r + 1u, last) * K4), a4(k + min(r + 2u, last) * K4),
+      a4(k + min(r + 3u, last) * K4));
   }
   let M4 = p.M / 4u;
   let k = 4u * k4;
   let last = p.K - 1u;
   let i = a0 + min(r / 4u, M4 - 1u);
-  return transpose(mat4x4<f32>(tail(a[i + min(k, last) * M4], k), tail(a[i + min(k + 1u, last) * M4], k + 1u),
-    tail(a[i + min(k + 2u, last) * M4], k + 2u), tail(a[i + min(k + 3u, last) * M4], k + 3u)));
+  return transpose(mat4x4<f32>(tail(a4(i + min(k, last) * M4), k), tail(a4(i + min(k + 1u, last) * M4), k + 1u),
+    tail(a4(i + min(k + 2u, last) * M4), k + 2u), tail(a4(i + min(k + 3u, last) * M4), k + 3u)));
 }
 
 // The 4×4 block of B at k = 4·k4 … 4·k4+3 and columns c … c+3, as a matrix whose column t is row k+t along n.
@@ -157,14 +164,14 @@ fn b_block(b0: u32, c: u32, k4: u32) -> mat4x4<f32> {
     let k = 4u * k4;
     let last = p.K - 1u;
     let i = b0 + min(c / 4u, N4 - 1u);
-    return mat4x4<f32>(tail(b[i + min(k, last) * N4], k), tail(b[i + min(k + 1u, last) * N4], k + 1u),
-      tail(b[i + min(k + 2u, last) * N4], k + 2u), tail(b[i + min(k + 3u, last) * N4], k + 3u));
+    return mat4x4<f32>(tail(b4(i + min(k, last) * N4), k), tail(b4(i + min(k + 1u, last) * N4), k + 1u),
+      tail(b4(i + min(k + 2u, last) * N4), k + 2u), tail(b4(i + min(k + 3u, last) * N4), k + 3u));
   }
   let K4 = p.K / 4u;
   let last = p.N - 1u;
   let k = b0 + k4;
-  return transpose(mat4x4<f32>(b[k + min(c, last) * K4], b[k + min(c + 1u, last) * K4], b[k + min(c + 2u, last) * K4],
-    b[k + min(c + 3u, last) * K4]));
+  return transpose(mat4x4<f32>(b4(k + min(c, last) * K4), b4(k + min(c + 1u, last) * K4), b4(k + min(c + 2u, last) * K4),
+    b4(k + min(c + 3u, last) * K4)));
 }
 
 alias Blocks = array<mat4x4<f32>, 8>;

@@ -43,6 +43,12 @@ export class Tape {
    * when not given). Returns the gradient tensor.
    */
   watch(t: Tensor, grad?: Tensor): Tensor {
+    if (t.dtype === "f16") {
+      throw new TypeError(
+        `Tape.watch "${t.label}": the parameter is stored as f16 (weights "f16" are for inference); ` +
+          `load the model with weights "f32" to take its gradient`,
+      );
+    }
     if (grad && (grad.shape.length !== t.shape.length || grad.shape.some((d, i) => d !== t.shape[i]))) {
       throw new TypeError(`Tape.watch "${t.label}": gradient ${fmtShape(grad.shape)} ≠ ${fmtShape(t.shape)}`);
     }

@@ -14,6 +14,7 @@ import type { TensorToWrite } from "../safetensors/writer.ts";
 import { Tape } from "../autodiff/tape.ts";
 import { selectNames } from "../autodiff/select.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import type { WeightStorage } from "../models/checkpoint.ts";
 
 /** Arguments of {@linkcode forwardCommand}. */
 export interface ForwardArgs {
@@ -23,6 +24,8 @@ export interface ForwardArgs {
   out: string;
   capture: string[];
   variant?: string;
+  /** How weight matrices are stored on the GPU ("f16" halves their memory; not with --backward). */
+  weights?: WeightStorage;
   quiet?: boolean;
   /** A tensor of the inputs file shaped like the output: writes the gradients of sum(output · it). */
   backward?: string;
@@ -53,6 +56,7 @@ export async function forwardCommand(ctx: GpuContext, a: ForwardArgs): Promise<s
   const unet = await loadUNet(ctx, files, {
     subfolder: subfolder || undefined,
     variant: a.variant,
+    weights: a.weights,
     onProgress: (done, total) => {
       bar ??= progressBar("loading U-Net", total, { unit: "tensors", silent: a.quiet });
       if (done === total) bar.done();

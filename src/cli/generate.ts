@@ -17,6 +17,7 @@ import { loadPipeline, type SCHEDULER_NAMES, type StableDiffusionPipeline } from
 import type { TensorToWrite } from "../safetensors/writer.ts";
 import { loadAblationPatch } from "../io/cad_files.ts";
 import { applyPatches } from "../cad/ablate.ts";
+import type { WeightStorage } from "../models/checkpoint.ts";
 
 /** Arguments of {@linkcode generateCommand}. */
 export interface GenerateArgs {
@@ -33,6 +34,8 @@ export interface GenerateArgs {
   saveSteps?: string;
   out: string;
   variant?: string;
+  /** How weight matrices are stored on the GPU ("f16" halves their memory). */
+  weights?: WeightStorage;
   offline?: boolean;
   quiet?: boolean;
   hooks?: Hooks;
@@ -139,12 +142,13 @@ function outPaths(out: string, n: number): string[] {
 /** Loads the pipeline of `model` (folder or repo id) with a progress bar. */
 export async function loadPipelineCli(
   ctx: GpuContext,
-  a: Pick<GenerateArgs, "model" | "variant" | "offline" | "quiet" | "scheduler">,
+  a: Pick<GenerateArgs, "model" | "variant" | "weights" | "offline" | "quiet" | "scheduler">,
 ): Promise<StableDiffusionPipeline> {
   const files = await resolveModel(a.model, { variant: a.variant, offline: a.offline, quiet: a.quiet });
   const bars = new Map<string, ProgressBar>();
   return await loadPipeline(ctx, files, {
     variant: a.variant,
+    weights: a.weights,
     scheduler: a.scheduler,
     onProgress: (c, done, total) => {
       let bar = bars.get(c);

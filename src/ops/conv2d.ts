@@ -7,8 +7,12 @@ import { defineKernels } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, type Tensor } from "../gpu/tensor.ts";
 import { laneSplit, matmul } from "./matmul.ts";
+import { defineF16Kernels, requireShaderF16 } from "./_f16.ts";
 
 const kernels = defineKernels("conv2d.wgsl", src, ["main", "naive", "pack"]);
+/** f16 weights: the pack of w reads `src` as f16, the naive kernel reads `wsrc` as f16. */
+const f16Pack = defineF16Kernels("conv2d.wgsl", src, "src", ["pack"]).pack;
+const f16Naive = defineF16Kernels("conv2d.wgsl", src, "wsrc", ["naive"]).naive;
 const PACK_WG = 256;
 
 /** Which kernel computes the convolution. */
@@ -77,7 +81,8 @@ export function planConv2d(
 }
 
 /**
- * `out = conv2d(x, w) + bias`, x [B, Cin, H, W], w [Cout, Cin, kh, kw] → [B, Cout, Ho, Wo]. f32.
+ * `out = conv2d(x, w) + bias`, x [B, Cin, H, W], w [Cout, Cin, kh, kw] → [B, Cout, Ho, Wo]. f32; w may be f16 (a
+ * weight stored as f16: read as f16, computed in f32; needs the device feature `shader-f16`).
  * Records two small packing dispatches (w and x to channel-last, with scratch released after submit) and the
  * GEMM; a 1×1, stride-1, unpadded conv is one plain matmul instead. Outputs whose Ho·Wo is not a multiple of 4
  * take the naive kernel (correct, ~20× slower).
@@ -89,8 +94,12 @@ export function planConv2d(
  */
 export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   for (const t of [x, w, opts.bias]) {
-    if (t && t.dtype !== "f32") throw new TypeError(`conv2d: "${t.label}" is ${t.dtype}, expected f32`);
+    if (t && t.dtype !== "f32" && !(t === w && t.dtype === "f16")) {
+      throw new TypeError(`conv2d: "${t.label}" is ${t.dtype}, expected f32${t === w ? " or f16" : ""}`);
+    }
   }
+  const half = w.dtype === "f16";
+  if (half) requireShaderF16(rec.ctx, `conv2d with f16 weight "${w.label}"`);
   const plan = planConv2d(x.shape, w.shape, opts.stride ?? 1, opts.padding ?? 0);
   const { B, Cin, H, W, Cout, kh, kw, stride, pad, Ho, Wo } = plan;
   if (opts.bias) assertShape(`conv2d bias (w is ${fmtShape(w.shape)})`, opts.bias.shape, [Cout]);
@@ -115,7 +124,7 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   if (kernel === "naive" || N % 4 !== 0) {
     const count = Math.ceil(B * Cout * N / 4);
     const grid = grid1d(Math.ceil(count / 64), maxDim);
-    rec.dispatch(kernels.naive, {
+    rec.dispatch(half ? f16Naive : kernels.naive, {
       read: { src: x, wsrc: w, bias },
       write: { dst: out },
       params: { ...base, Cp4: 0, count, row: grid[0] },
@@ -136,7 +145,7 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
     const packed = rec.alloc([outer, T, 4 * Cp4], "f32", label);
     const count = outer * T * Cp4;
     const grid = grid1d(Math.ceil(count / PACK_WG), maxDim);
-    rec.dispatch(kernels.pack, {
+    rec.dispatch(t.dtype === "f16" ? f16Pack : kernels.pack, {
       read: { src: t, wsrc: t, bias: t },
       write: { dst: packed },
       params: { ...base, Cin, Cp4, W: T, count, row: grid[0] },

@@ -8,10 +8,13 @@ import { defineKernels } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, type Tensor } from "../gpu/tensor.ts";
 import { requireDtype } from "./_alloc.ts";
+import { defineF16Kernels } from "./_f16.ts";
 import { accumOverride, type AccumulateOptions, clearTensor, gradTensor } from "./_grad.ts";
 import { type Conv2dPlan, planConv2d } from "./conv2d.ts";
 
 const kernels = defineKernels("conv2d_bwd.wgsl", src, ["pack", "dx_main", "dw_main", "dbias", "reduce"]);
+/** The pack with `src` read as f16: wᵀ of a frozen f16 weight, for dx. */
+const f16Pack = defineF16Kernels("conv2d_bwd.wgsl", src, "src", ["pack"]).pack;
 /** Output rows and columns one invocation of a GEMM kernel computes. */
 const TILE = 16;
 /** Invocations per GEMM workgroup (lavapipe's SIMD width). */
@@ -85,7 +88,9 @@ export function conv2dBackward(
 ): Conv2dGradients {
   const what = "conv2d backward";
   const { x, w, dout } = inputs;
-  for (const t of [x, w, dout]) requireDtype(what, t);
+  for (const t of [x, dout]) requireDtype(what, t);
+  // A frozen f16 weight (weights "f16") still passes gradients on to x: only wᵀ's pack reads it.
+  requireDtype(what, w, opts.dw ? ["f32"] : ["f32", "f16"]);
   const plan = planConv2d(x.shape, w.shape, opts.stride ?? 1, opts.padding ?? 0);
   assertShape(
     `${what}: dout "${dout.label}" of x ${fmtShape(x.shape)} and w ${fmtShape(w.shape)}`,
@@ -184,7 +189,7 @@ function pack(
   const packed = rec.alloc([O, T, Cpad], "f32", `conv2d backward packed ${t.label}`);
   const n = O * T * Cpad;
   const grid = grid1d(Math.ceil(n / PACK_WG), rec.ctx.limits.maxComputeWorkgroupsPerDimension);
-  rec.dispatch(kernels.pack, {
+  rec.dispatch(t.dtype === "f16" ? f16Pack : kernels.pack, {
     read: { src: t },
     write: { packed },
     params: { ...geo, n, row: grid[0], C, Cpad, T, so, sc },

@@ -8,8 +8,15 @@ import { defineKernels } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { broadcastShapes, broadcastStrides, padShape } from "./_shape.ts";
+import { defineF16Kernels, requireShaderF16 } from "./_f16.ts";
 
-const kernels = defineKernels("matmul.wgsl", src, ["main", "naive"]);
+const ENTRIES = ["main", "naive"] as const;
+const kernels = defineKernels("matmul.wgsl", src, ENTRIES);
+/** The same kernels with `a` or `b` stored as f16 (a weight loaded with `weights: "f16"`). */
+const f16Kernels = {
+  a: defineF16Kernels("matmul.wgsl", src, "a", ENTRIES),
+  b: defineF16Kernels("matmul.wgsl", src, "b", ENTRIES),
+};
 const ACTS = { none: 0, silu: 1, gelu: 2, quick_gelu: 3 } as const;
 
 /** Activation applied in the epilogue. `gelu` is the exact (erf) form; `quick_gelu` is x·σ(1.702x) (CLIP). */
@@ -84,7 +91,8 @@ export function planMatmul(
 
 /**
  * `out = act(alpha · a @ b + bias)`, batched with broadcasting over leading dims (b may be an unbatched
- * weight). f32 only. Records one dispatch.
+ * weight). f32, except that one of `a` and `b` may be f16 (a weight stored as f16: read as f16, multiplied and
+ * accumulated in f32; needs the device feature `shader-f16`). Records one dispatch.
  *
  * ```ts
  * // nn.Linear: x [B, T, in] · weightᵀ [out, in] + bias [out]
@@ -92,9 +100,11 @@ export function planMatmul(
  * ```
  */
 export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  for (const t of [a, b, opts.bias]) {
-    if (t && t.dtype !== "f32") throw new TypeError(`matmul: "${t.label}" is ${t.dtype}, expected f32`);
+  const half = operandDtypes(a, b);
+  if (opts.bias && opts.bias.dtype !== "f32") {
+    throw new TypeError(`matmul: bias "${opts.bias.label}" is ${opts.bias.dtype}, expected f32`);
   }
+  if (half) requireShaderF16(rec.ctx, `matmul with f16 "${(half === "a" ? a : b).label}"`);
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const plan = planMatmul(a.shape, b.shape, transA, transB);
   const act = opts.act ?? "none";
@@ -138,7 +148,8 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
   if (grid.some((g) => g > maxDim)) {
     throw new RangeError(`matmul: a ${fmtShape(a.shape)} @ b ${fmtShape(b.shape)} needs grid [${grid}]; max ${maxDim}`);
   }
-  rec.dispatch(tiled ? kernels.main : kernels.naive, {
+  const ks = half ? f16Kernels[half] : kernels;
+  rec.dispatch(tiled ? ks.main : ks.naive, {
     read: { a, b, bias: opts.bias ?? a },
     write: { out },
     params: {
@@ -158,6 +169,17 @@ export function matmul(rec: Recorder, a: Tensor, b: Tensor, opts: MatmulOptions 
     overrides: { TRANS_A: +transA, TRANS_B: +transB },
   });
   return out;
+}
+
+/** Which operand is f16 (at most one may be; the rest is f32), or null. */
+function operandDtypes(a: Tensor, b: Tensor): "a" | "b" | null {
+  for (const t of [a, b]) {
+    if (t.dtype !== "f32" && t.dtype !== "f16") throw new TypeError(`matmul: "${t.label}" is ${t.dtype}, expected f32`);
+  }
+  if (a.dtype === "f16" && b.dtype === "f16") {
+    throw new TypeError(`matmul: "${a.label}" and "${b.label}" are both f16; at most one operand may be (a weight)`);
+  }
+  return a.dtype === "f16" ? "a" : b.dtype === "f16" ? "b" : null;
 }
 
 /** The dimensions the tiled kernel needs to be multiples of 4, for the error message. */

@@ -10,6 +10,7 @@ import type { Hooks } from "../hooks/hooks.ts";
 import { concat } from "../ops/concat.ts";
 import { guidance, toRgba8 } from "../ops/cfg.ts";
 import { type ModelFiles, readJson } from "../models/files.ts";
+import { checkWeightStorage, type WeightStorage } from "../models/checkpoint.ts";
 import { loadTextEncoder } from "../models/clip/load.ts";
 import type { ClipTextModel } from "../models/clip/text.ts";
 import { loadUNet } from "../models/unet/load.ts";
@@ -42,6 +43,11 @@ export interface LoadPipelineOptions {
   scheduler?: keyof typeof SCHEDULER_NAMES;
   /** Called as components load. */
   onProgress?: (component: string, done: number, total: number) => void;
+  /**
+   * How the weight matrices of all three models are stored: "f16" halves their GPU memory (needs the device
+   * feature `shader-f16`; inference only: their gradients cannot be taken). Default "f32".
+   */
+  weights?: WeightStorage;
 }
 
 /** Options of one generation. */
@@ -232,6 +238,7 @@ export async function loadPipeline(
     if (!component(name)) throw new PipelineError(`${files.name}: component "${name}" is null in model_index.json`);
   }
   const hasVae = component("vae") !== null;
+  const weights = checkWeightStorage(ctx, `${files.name}`, opts.weights); // before anything is read
   const progress = (c: string) => (done: number, total: number) => opts.onProgress?.(c, done, total);
   const tokenizer = await loadTokenizer(files).catch((e) => {
     throw new PipelineError((e as Error).message);
@@ -250,12 +257,15 @@ export async function loadPipeline(
   }
   const textEncoder = await loadTextEncoder(ctx, files, {
     variant: opts.variant,
+    weights,
     onProgress: progress("text_encoder"),
   });
   let unet: UNet2DConditionModel | undefined;
   try {
-    unet = await loadUNet(ctx, files, { variant: opts.variant, onProgress: progress("unet") });
-    const vae = hasVae ? await loadVAE(ctx, files, { variant: opts.variant, onProgress: progress("vae") }) : null;
+    unet = await loadUNet(ctx, files, { variant: opts.variant, weights, onProgress: progress("unet") });
+    const vae = hasVae
+      ? await loadVAE(ctx, files, { variant: opts.variant, weights, onProgress: progress("vae") })
+      : null;
     if (vae && vae.arch.config.latentChannels !== unet.arch.config.inChannels) {
       vae.release();
       throw new PipelineError(

@@ -8,7 +8,7 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { uploadRowShards } from "../../ops/embedding.ts";
-import { checkCheckpoint } from "../checkpoint.ts";
+import { checkCheckpoint, checkWeightStorage, storedAsF16, uploadF16, type WeightStorage } from "../checkpoint.ts";
 import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
 import { safetensorsSource, type TensorSource } from "../checkpoint.ts";
 import { CLIP_IGNORED_TENSORS, clipModelParamShapes, clipTextParamShapes } from "./arch.ts";
@@ -31,6 +31,8 @@ export interface LoadClipOptions {
   onProgress?: (done: number, total: number, name: string) => void;
   /** Largest row shard of the token embedding in bytes (default: the device's storage-binding limit). */
   maxShardBytes?: number;
+  /** "f16" stores the linear weights as f16 (half the memory; inference only). Default "f32". */
+  weights?: WeightStorage;
 }
 
 /** The source's shapes without the buffers transformers keeps beside the parameters (`position_ids`). */
@@ -45,19 +47,21 @@ async function uploadAll(
   expected: Map<string, number[]>,
   opts: LoadClipOptions,
 ): Promise<{ params: Map<string, Tensor>; tokenEmbedding: Tensor[] }> {
+  const half = checkWeightStorage(ctx, "CLIP", opts.weights) === "f16";
   const params = new Map<string, Tensor>();
   let tokenEmbedding: Tensor[] = [];
   let done = 0;
   try {
     for (const [name, shape] of expected) {
-      const data = await source.readF32(name);
       if (name === TOKEN_EMBEDDING) {
-        tokenEmbedding = uploadRowShards(ctx, data, shape as [number, number], {
+        tokenEmbedding = uploadRowShards(ctx, await source.readF32(name), shape as [number, number], {
           maxShardBytes: opts.maxShardBytes,
           label: name,
         });
+      } else if (half && storedAsF16(name, shape)) {
+        params.set(name, await uploadF16(ctx, source, name, shape));
       } else {
-        params.set(name, ctx.upload(data, shape, "f32", name));
+        params.set(name, ctx.upload(await source.readF32(name), shape, "f32", name));
       }
       opts.onProgress?.(++done, expected.size, name);
     }

@@ -4,8 +4,14 @@
  * @module
  */
 import type { GpuContext } from "../../gpu/context.ts";
-import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
-export { safetensorsSource, type TensorSource };
+import {
+  safetensorsSource,
+  type TensorSource,
+  uploadChecked,
+  type UploadOptions,
+  type WeightStorage,
+} from "../checkpoint.ts";
+export { safetensorsSource, type TensorSource, type UploadOptions, type WeightStorage };
 import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
 import { unetArch, unetParamShapes } from "./arch.ts";
 import { parseUNetConfig, type UNetConfig } from "./config.ts";
@@ -19,6 +25,8 @@ export interface LoadUNetOptions {
   variant?: string;
   /** Called after each tensor is uploaded. */
   onProgress?: (done: number, total: number, name: string) => void;
+  /** "f16" stores the linear and conv weights as f16 (half the memory; inference only). Default "f32". */
+  weights?: WeightStorage;
 }
 
 /** Loads the U-Net of a diffusers folder. */
@@ -31,7 +39,7 @@ export async function loadUNet(
   const config = parseUNetConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
   const [st] = await openFirst(files, weightFiles(`${sub}/diffusion_pytorch_model`, opts.variant));
   try {
-    return await unetFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
+    return await unetFromSource(ctx, config, safetensorsSource(st), opts);
   } finally {
     await st.close();
   }
@@ -42,9 +50,9 @@ export async function unetFromSource(
   ctx: GpuContext,
   config: UNetConfig,
   source: TensorSource,
-  onProgress?: (done: number, total: number, name: string) => void,
+  opts: UploadOptions = {},
 ): Promise<UNet2DConditionModel> {
   const arch = unetArch(config);
-  const params = await uploadChecked(ctx, "U-Net", unetParamShapes(arch), source, onProgress);
+  const params = await uploadChecked(ctx, "U-Net", unetParamShapes(arch), source, opts);
   return new UNet2DConditionModel(ctx, arch, params);
 }

@@ -8,7 +8,13 @@
  */
 import type { GpuContext } from "../../gpu/context.ts";
 import { type ModelFiles, openFirst, readJson, weightFiles } from "../files.ts";
-import { safetensorsSource, type TensorSource, uploadChecked } from "../checkpoint.ts";
+import {
+  safetensorsSource,
+  type TensorSource,
+  uploadChecked,
+  type UploadOptions,
+  type WeightStorage,
+} from "../checkpoint.ts";
 import { vaeArch, vaeParamShapes } from "./arch.ts";
 import { parseVAEConfig, type VAEConfig } from "./config.ts";
 import { AutoencoderKL } from "./model.ts";
@@ -21,6 +27,8 @@ export interface LoadVAEOptions {
   variant?: string;
   /** Called after each tensor is uploaded. */
   onProgress?: (done: number, total: number, name: string) => void;
+  /** "f16" stores the conv and attention weights as f16 (half the memory; inference only). Default "f32". */
+  weights?: WeightStorage;
 }
 
 /** Loads the VAE of a diffusers folder. */
@@ -29,7 +37,7 @@ export async function loadVAE(ctx: GpuContext, files: ModelFiles, opts: LoadVAEO
   const config = parseVAEConfig(await readJson(files, `${sub}/config.json`), `${files.name}/${sub}/config.json`);
   const [st] = await openFirst(files, weightFiles(`${sub}/diffusion_pytorch_model`, opts.variant));
   try {
-    return await vaeFromSource(ctx, config, safetensorsSource(st), opts.onProgress);
+    return await vaeFromSource(ctx, config, safetensorsSource(st), opts);
   } finally {
     await st.close();
   }
@@ -63,7 +71,13 @@ export function withCurrentAttentionNames(source: TensorSource): TensorSource {
     shapes.set(target, s);
     from.set(target, name);
   }
-  return { name: source.name, shapes, readF32: (n) => source.readF32(from.get(n) ?? n) };
+  const read = source.read?.bind(source);
+  return {
+    name: source.name,
+    shapes,
+    readF32: (n) => source.readF32(from.get(n) ?? n),
+    read: read && (async (n) => ({ ...await read(from.get(n) ?? n), shape: shapes.get(n)! })),
+  };
 }
 
 /** Builds a VAE from named tensors, after checking every name and shape against the config. */
@@ -71,11 +85,11 @@ export async function vaeFromSource(
   ctx: GpuContext,
   config: VAEConfig,
   source: TensorSource,
-  onProgress?: (done: number, total: number, name: string) => void,
+  opts: UploadOptions = {},
 ): Promise<AutoencoderKL> {
   const arch = vaeArch(config);
   const expected = vaeParamShapes(arch);
   const src = withCurrentAttentionNames(source);
-  const params = await uploadChecked(ctx, "VAE", expected, { ...src, name: source.name }, onProgress);
+  const params = await uploadChecked(ctx, "VAE", expected, { ...src, name: source.name }, opts);
   return new AutoencoderKL(ctx, arch, params);
 }

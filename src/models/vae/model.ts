@@ -15,6 +15,7 @@ import type { Recorder } from "../../gpu/recorder.ts";
 import { fmtShape, numel, reshape, type Tensor } from "../../gpu/tensor.ts";
 import { Hooks, type ScopedHooks } from "../../hooks/hooks.ts";
 import { add } from "../../ops/binary.ts";
+import { cast } from "../../ops/cast.ts";
 import { concatBackward } from "../../ops/concat.ts";
 import { conv2d, planConv2d } from "../../ops/conv2d.ts";
 import { groupNorm } from "../../ops/group_norm.ts";
@@ -372,11 +373,13 @@ class Pass {
       const y = conv2d(rec, x.parts[0], w, { bias, stride, padding: pad, out: this.alloc(plan.shape, c.path) });
       return this.out(c.path, whole(y));
     }
-    // Input parts need the matching input-channel slices of w; output parts take row ranges of those.
-    let wIn = [w];
+    // Input parts need the matching input-channel slices of w; output parts take row ranges of those. The slicing
+    // moves 32-bit words, so an f16 weight is widened first (a scratch copy, for large images only).
+    const wf = w.dtype === "f16" ? cast(rec, w, { to: "f32", out: this.alloc(w.shape, `${c.path}.weight f32`) }) : w;
+    let wIn = [wf];
     if (inC.length > 1) {
       wIn = inC.map((ci) => this.alloc([Cout, ci, w.shape[2], w.shape[3]], `${c.path}.weight part`));
-      concatBackward(rec, w, { dxs: wIn, axis: 1, accumulate: false });
+      concatBackward(rec, wf, { dxs: wIn, axis: 1, accumulate: false });
     }
     const parts: Tensor[] = [];
     let o0 = 0;
@@ -402,7 +405,8 @@ class Pass {
       parts.push(acc!);
       o0 += oc;
     }
-    if (wIn[0] !== w) this.free(...wIn);
+    if (wIn[0] !== wf) this.free(...wIn);
+    if (wf !== w) this.free(wf);
     return this.out(c.path, { shape: plan.shape, parts });
   }
 
