@@ -1,7 +1,7 @@
 /**
  * One full-size SD v1.4 U-Net evaluation with random weights: seconds per evaluation and peak GPU memory.
  *
- *   deno run -A bench/unet_forward.ts [--size 64] [--batch 2] [--tokens 77] [--iters 1]
+ *   deno run -A bench/unet_forward.ts [--size 64] [--batch 2] [--tokens 77] [--iters 1] [--weights f32|f16]
  *
  * The full-size run (64×64 latents, batch 2 as classifier-free guidance runs it) is for a real GPU. On a software
  * adapter, run a smaller latent size: the script reports the achieved GFLOP/s and extrapolates the full-size time
@@ -21,6 +21,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "2" },
     tokens: { type: "string", default: "77" },
     iters: { type: "string", default: "1" },
+    weights: { type: "string", default: "f32" },
   },
 });
 const S = +values.size!, B = +values.batch!, T = +values.tokens!, iters = +values.iters!;
@@ -29,9 +30,11 @@ const ctx = await createContext();
 const info = ctx.adapter.info;
 console.log(`device: ${info.description || info.vendor} ${info.device}`);
 const t0 = performance.now();
-const unet = await randomUNet(ctx, parseUNetConfig(sd14.config), 0);
+const unet = await randomUNet(ctx, parseUNetConfig(sd14.config), 0, values.weights as "f32" | "f16");
 console.log(
-  `random weights: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(ctx.memory.current / 2 ** 30).toFixed(2)} GiB`,
+  `random ${values.weights} weights: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${
+    (ctx.memory.current / 2 ** 30).toFixed(2)
+  } GiB`,
 );
 
 const sample = ctx.tensor([B, 4, S, S]),

@@ -194,7 +194,9 @@ export async function randomParams(
   ctx: GpuContext,
   shapes: Map<string, number[]>,
   seed = 0,
+  weights: WeightStorage = "f32",
 ): Promise<Map<string, Tensor>> {
+  checkWeightStorage(ctx, "random weights", weights);
   const params = new Map<string, Tensor>();
   let i = 0;
   try {
@@ -207,6 +209,10 @@ export async function randomParams(
       else {
         const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
         fill(rec, t, { normal: [0, 1 / Math.sqrt(fanIn)], seed: (seed * 7919 + i++) >>> 0 });
+        if (weights === "f16" && storedAsF16(name, shape)) { // the same values, rounded to f16 on the GPU
+          params.set(name, cast(rec, t, { to: "f16" }));
+          rec.releaseAfterSubmit(t);
+        }
       }
       await rec.submit(); // one tensor per submit: model-sized fills stay within the driver's timeouts
     }
