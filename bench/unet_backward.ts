@@ -3,6 +3,7 @@
  * only (what CAD scores): seconds per forward+backward and peak GPU memory.
  *
  *   deno run -A bench/unet_backward.ts [--size 64] [--batch 2] [--tokens 77] [--iters 1] [--params "*.ff.net.*.weight"]
+ *     [--recompute]   (keep only block inputs in the forward and recompute each block in the backward)
  *
  * Full size (64×64 latents, batch 2) is for a real GPU; on a software adapter run a smaller latent size and read
  * the extrapolation (an estimate from the FLOP count, printed as such; backward costs about 2× forward).
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "77" },
     iters: { type: "string", default: "1" },
     params: { type: "string", default: "*.ff.net.*.weight" },
+    recompute: { type: "boolean", default: false },
   },
 });
 const S = +values.size!, B = +values.batch!, T = +values.tokens!, iters = +values.iters!;
@@ -55,7 +57,10 @@ const times: number[] = [];
 for (let i = 0; i < iters + 1; i++) {
   const t = performance.now();
   rec = ctx.recorder("forward+backward");
-  const out = unet.forward(rec, { sample, timesteps: ts, encoderHiddenStates: ehs }, { tape });
+  const out = unet.forward(rec, { sample, timesteps: ts, encoderHiddenStates: ehs }, {
+    tape,
+    recompute: values.recompute,
+  });
   tape.backward(rec, [[out, seed]]);
   await rec.submit();
   await ctx.sync();
@@ -68,7 +73,9 @@ const sec = Math.min(...times);
 const fwd = unetFlops(unet.arch, B, S, S, T);
 const full = unetFlops(unet.arch, 2, 64, 64, 77);
 console.log(
-  `\nU-Net SD v1.4 forward+backward, ${S}×${S} latents, batch ${B}; gradients for ${names.length} tensors (${values.params})`,
+  `\nU-Net SD v1.4 forward+backward, ${S}×${S} latents, batch ${B}; gradients for ${names.length} tensors (${values.params})${
+    values.recompute ? ", blocks recomputed in the backward" : ""
+  }`,
 );
 console.log(
   `  seconds per forward+backward: ${sec.toFixed(3)}  (≈${
