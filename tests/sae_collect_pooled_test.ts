@@ -66,7 +66,8 @@ gpuTest("sae collect --pooled: rows match a by-hand computation; resume after lo
     assert.equal(run.code, 0, run.stderr);
     const first = await readStore(store);
     const m = first.m;
-    // mid_block of the tiny U-Net: 64 channels; one row per image; batches of 2 → shards of 2 and 1 rows
+    // mid_block of the tiny U-Net: 64 channels; one row per image; batches of 2 → shards of 2 and 1 rows, merged into
+    // one block once the collection is complete
     assert.equal(m.pooled, true);
     assert.equal(m.d, 64);
     assert.equal(m.rows, 3);
@@ -74,7 +75,7 @@ gpuTest("sae collect --pooled: rows match a by-hand computation; resume after lo
     assert.deepEqual(m.prompts, ["img-0.png", "img-1.png", "img-2.png"]);
     assert.deepEqual(m.grid, [1, 1]);
     assert.equal(m.timestep, T);
-    assert.deepEqual(m.shards.map((s) => s.rows), [2, 1]);
+    assert.deepEqual(m.shards.map((s) => [s.file, s.rows, s.prompts]), [["block-1-00000.safetensors", 3, [0, 3]]]);
     assert.deepEqual([...first.index], [0, T, -1, 0, 1, T, -1, 0, 2, T, -1, 0]);
     assert.ok(first.activations.every(Number.isFinite));
     // each image's row is its own (different images, different rows)

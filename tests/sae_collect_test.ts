@@ -76,6 +76,11 @@ gpuTest("sae collect: rows and manifest; killed midway and rerun, no row duplica
       }
     }
     assert.ok(activations.some((v) => v !== 0) && activations.every(Number.isFinite));
+    // the finished store is compacted: the per-prompt shards merged into one block, and removed
+    assert.deepEqual(m.shards.map((s) => [s.file, s.rows, s.prompts]), [["block-1-00000.safetensors", m.rows, [0, 4]]]);
+    const files = [];
+    for await (const e of Deno.readDir(`${dir}/store`)) if (e.name.endsWith(".safetensors")) files.push(e.name);
+    assert.deepEqual(files, ["block-1-00000.safetensors"]);
     // the grid and every prompt's image, for the feature browser
     assert.deepEqual(m.grid, [2, 2]);
     assert.equal(m.images, true);

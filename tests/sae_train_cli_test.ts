@@ -7,7 +7,14 @@ import assert from "assert";
 import { gpuTest } from "./_gpu.ts";
 import type { GpuContext } from "../src/gpu/context.ts";
 import type { Recorder } from "../src/gpu/recorder.ts";
-import { appendShard, openActivationStore, type StoreManifest } from "../src/io/activation_store.ts";
+import {
+  appendShard,
+  compactStore,
+  openActivationStore,
+  readManifest,
+  readStore,
+  type StoreManifest,
+} from "../src/io/activation_store.ts";
 import { loadSaeFile, loadTrainCheckpoint, saveTrainCheckpoint } from "../src/io/sae_files.ts";
 import { openSafetensorsFile, writeSafetensorsFile } from "../src/io/safetensors_file.ts";
 import { randn, rng } from "../src/ref/random.ts";
@@ -350,3 +357,31 @@ gpuTest(
     }
   },
 );
+
+Deno.test("compactStore merges small shards into blocks, keeps every row, and cleans up after a killed compaction", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "diffscope-compact-" });
+  try {
+    await makeStore(dir);
+    const m = (await readManifest(dir))!;
+    const before = await readStore(dir);
+    // a block left by an earlier, killed compaction: not in the manifest, removed
+    await Deno.writeFile(`${dir}/block-1-00007.safetensors`, new Uint8Array(16));
+    const rowBytes = m.d * 4;
+    // blocks of at most 250 rows: the shards are merged greedily in order, never split
+    const n = await compactStore(dir, m, { targetBytes: 250 * rowBytes });
+    const after = await readStore(dir);
+    assert.equal(n, after.m.shards.length);
+    assert.ok(n < before.m.shards.length, `${before.m.shards.length} shards → ${n}`);
+    assert.ok(after.m.shards.every((s) => s.rows * rowBytes <= 250 * rowBytes || !s.file.startsWith("block")));
+    assert.deepEqual(after.activations, before.activations);
+    assert.deepEqual(after.index, before.index);
+    assert.equal(after.m.compactions, 1);
+    const files: string[] = [];
+    for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".safetensors")) files.push(e.name);
+    assert.deepEqual(files.sort(), after.m.shards.map((s) => s.file).sort(), "only the files the manifest names");
+    // idempotent: nothing more to merge at this size
+    assert.equal(await compactStore(dir, after.m, { targetBytes: 250 * rowBytes }), n);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

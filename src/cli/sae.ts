@@ -4,7 +4,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { appendShard, readManifest, type StoreManifest } from "../io/activation_store.ts";
+import { appendShard, compactStore, readManifest, type StoreManifest } from "../io/activation_store.ts";
 import { readPng } from "../io/png.ts";
 import { progressBar } from "../io/progress.ts";
 import { type CollectedRows, collectPrompt } from "../sae/collect.ts";
@@ -74,6 +74,7 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
       bar.tick(1, `${(rows / ((performance.now() - t0) / 1000)).toFixed(0)} tokens/s`);
     }
     bar.done();
+    await compactStore(a.out, m!);
     return `${a.out}: ${m!.rows} rows of ${m!.d} values from ${m!.promptsDone} prompts in ${m!.shards.length} shard(s)`;
   } finally {
     pipe.release();
@@ -173,6 +174,7 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
       bar.tick(group.length, `${rate.toFixed(rate < 10 ? 2 : 0)} tokens/s`);
     }
     bar.done();
+    await compactStore(a.out, m!);
     return `${a.out}: ${m!.rows} pooled rows of ${m!.d} values (${hook}, t = ${a.timestep}) from ` +
       `${m!.promptsDone} images in ${m!.shards.length} shard(s)`;
   } finally {

@@ -49,6 +49,8 @@ export interface StoreManifest {
   promptsDone: number;
   rows: number;
   shards: { file: string; rows: number; prompts: [number, number] }[];
+  /** How many times {@linkcode compactStore} has merged the shards (names its block files apart). */
+  compactions?: number;
 }
 
 /** Reads the manifest, or null when the folder has none. */
@@ -94,6 +96,67 @@ export async function appendShard(dir: string, m: StoreManifest, batch: Collecte
   m.promptsDone = last + 1;
   m.rows += rows;
   await writeFileAtomic(`${dir}/manifest.json`, new TextEncoder().encode(JSON.stringify(m, null, 1)));
+}
+
+/** Shard size {@linkcode compactStore} aims at by default. */
+export const COMPACT_BYTES = 256 * 2 ** 20;
+
+/**
+ * Merges runs of consecutive small shards of a finished store into blocks of up to `targetBytes` of activations
+ * (`block-<generation>-<n>.safetensors`), so a training run that shuffles across the whole store reads from a few
+ * files rather than one per prompt (collect commits a shard per prompt so that a kill loses little). Crash-safe:
+ * blocks are written (atomically) first, then the manifest that names them, then the old shards are removed; a run
+ * killed midway leaves the old manifest valid and, at worst, unreferenced blocks, which the next compaction removes.
+ * Returns the number of shards after compaction (unchanged when nothing merges).
+ */
+export async function compactStore(
+  dir: string,
+  m: StoreManifest,
+  opts: { targetBytes?: number } = {},
+): Promise<number> {
+  const target = opts.targetBytes ?? COMPACT_BYTES;
+  const rowBytes = m.d * 4;
+  const groups: StoreManifest["shards"][] = [];
+  for (const s of m.shards) {
+    const g = groups.at(-1);
+    if (g && (g.reduce((a, x) => a + x.rows, 0) + s.rows) * rowBytes <= target) g.push(s);
+    else groups.push([s]);
+  }
+  const referenced = async () => new Set((await readManifest(dir))?.shards.map((s) => s.file) ?? []);
+  if (groups.length < m.shards.length) {
+    const gen = (m.compactions ?? 0) + 1;
+    const shards: StoreManifest["shards"] = [];
+    for (const [i, g] of groups.entries()) {
+      if (g.length === 1) {
+        shards.push(g[0]);
+        continue;
+      }
+      const rows = g.reduce((a, s) => a + s.rows, 0);
+      const acts = new Float32Array(rows * m.d), index = new Int32Array(rows * 4);
+      let r = 0;
+      for (const s of g) {
+        await using st = await openSafetensorsFile(`${dir}/${s.file}`);
+        acts.set(await st.readF32("activations"), r * m.d);
+        index.set(await st.readI32("index"), r * 4);
+        r += s.rows;
+      }
+      const file = `block-${gen}-${String(i).padStart(5, "0")}.safetensors`;
+      await writeSafetensorsFile(`${dir}/${file}`, {
+        activations: { dtype: "F32", shape: [rows, m.d], data: acts },
+        index: { dtype: "I32", shape: [rows, 4], data: index },
+      }, { hook: m.hook });
+      shards.push({ file, rows, prompts: [g[0].prompts[0], g[g.length - 1].prompts[1]] });
+    }
+    m.shards = shards;
+    m.compactions = gen;
+    await writeFileAtomic(`${dir}/manifest.json`, new TextEncoder().encode(JSON.stringify(m, null, 1)));
+  }
+  // shards and blocks the manifest no longer names (merged, or left by a compaction that was killed)
+  const keep = await referenced();
+  for await (const e of Deno.readDir(dir)) {
+    if (/^(shard|block)-[\d-]+\.safetensors$/.test(e.name) && !keep.has(e.name)) await Deno.remove(`${dir}/${e.name}`);
+  }
+  return m.shards.length;
 }
 
 /** Reads every row of the store back (activations [rows, d] and index [rows, 4]), in manifest order. */
