@@ -1,6 +1,6 @@
 // _gelu.wgsl — erf, erfc, the exact GELU and its derivative, for kernels that need them (WGSL has no erf). Not a
-// kernel on its own: the host appends this text to unary.wgsl, geglu.wgsl and their _bwd.wgsl, so line numbers in
-// their errors stay right.
+// kernel on its own: unary.wgsl, geglu.wgsl and their _bwd.wgsl splice it in with `//!include _gelu.wgsl`
+// (includeWgsl in src/gpu/kernel.ts; WGSL errors in it name this file and its line).
 //
 //   erf(z)  = (2/√π) Σₙ (−1)ⁿ z²ⁿ⁺¹ / (n!(2n+1))       |z| < 0.5: Taylor series to z¹⁵ (relative error < 1e-9)
 //   erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2)       z ≥ 0.5: Numerical Recipes' Chebyshev fit (`erfcc`),

@@ -44,17 +44,16 @@ struct Params {
   scale_log2: f32,  // scale · log2(e)
 }
 
-const MAX_D4: u32 = 64u;  // head dims up to 256 (private arrays need a constant size)
 const MAX_BK: u32 = 64u;
 const NEG: f32 = -3.0e38; // stands for −∞ (WGSL constants cannot be infinite)
 const LN2: f32 = 0.6931471805599453;
 
-override DH: u32 = 64u;   // head dim of q and k
-override DV: u32 = 64u;   // head dim of v and out
+// MAX_D4, the head-dim overrides DH, DV, DH4, DV4 (before their users: naga wants overrides declared before use),
+// and load_q4, load_k4, load_v4, hsum
+//!include _attention_common.wgsl
+
 override BQ: u32 = 64u;   // query rows per workgroup (= invocations)
 override BK: u32 = 32u;   // keys per staged tile (≤ MAX_BK)
-override DH4: u32 = (DH + 3u) / 4u;
-override DV4: u32 = (DV + 3u) / 4u;
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -67,23 +66,7 @@ override DV4: u32 = (DV + 3u) / 4u;
 var<workgroup> ks: array<vec4<f32>, BK * DH4>;
 var<workgroup> vs: array<vec4<f32>, BK * DV4>;
 
-// Four consecutive floats of a head's slice from column c on (row start `at`), zero past the head dim: the
-// padding lets any head dim use vec4 arithmetic. (WGSL cannot pass storage pointers, hence one per buffer.)
-fn load_q4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DH; e++) { r[e] = q[at + c + e]; }
-  return r;
-}
-fn load_k4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DH; e++) { r[e] = k[at + c + e]; }
-  return r;
-}
-fn load_v4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DV; e++) { r[e] = v[at + c + e]; }
-  return r;
-}
+// As load_v4, for the accumulator left in `out` by the previous dispatch.
 fn load_out4(at: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u && c + e < DV; e++) { r[e] = out[at + c + e]; }
@@ -170,7 +153,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = 0u; j < n; j++) {
       var dot4 = vec4<f32>(0.0);
       for (var c4 = 0u; c4 < DH4; c4++) { dot4 += qr[c4] * ks[j * DH4 + c4]; }
-      s[j] = select(NEG, dot4.x + dot4.y + dot4.z + dot4.w, k0 + j < seen);
+      s[j] = select(NEG, hsum(dot4), k0 + j < seen);
       mt = max(mt, s[j]);
     }
     let m_new = max(st.m, mt);

@@ -46,18 +46,17 @@ struct Params {
   scale_log2: f32,  // scale · log₂e
 }
 
-const MAX_D4: u32 = 64u;  // head dims up to 256 (private arrays need a constant size)
 const LOG2E: f32 = 1.4426950408889634;
 
-override DH: u32 = 64u;     // head dim of q and k
-override DV: u32 = 64u;     // head dim of v and out
+// MAX_D4, the head-dim overrides DH, DV, DH4, DV4 (before their users: naga wants overrides declared before use),
+// and load_q4, load_k4, load_v4, hsum
+//!include _attention_common.wgsl
+
 override WG: u32 = 64u;     // owned rows per workgroup (= invocations)
 override BT: u32 = 32u;     // streamed rows per staged tile
 override ACCUM: bool = true; // add into the gradients (false: overwrite them)
 override WANT_DK: bool = true; // `dkv_*`: write dk (else only dv: dP and dS are skipped)
 override WANT_DV: bool = true; // `dkv_*`: write dv
-override DH4: u32 = (DH + 3u) / 4u;
-override DV4: u32 = (DV + 3u) / 4u;
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -75,23 +74,7 @@ var<workgroup> t_h: array<vec4<f32>, BT * DH4>; // staged dh-wide rows: q (dkv) 
 var<workgroup> t_v: array<vec4<f32>, BT * DV4>; // staged dv-wide rows: dout (dkv) or v (dq)
 var<workgroup> t_row: array<vec2<f32>, BT>;     // dkv: (lse·log₂e, D) of the staged queries
 
-// Four consecutive floats of a head's slice from column c on (row start `at`), zero past the head dim, so that any
-// head dim can use vec4 arithmetic. (WGSL cannot pass storage pointers, hence one loader per buffer.)
-fn load_q4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DH; e++) { r[e] = q[at + c + e]; }
-  return r;
-}
-fn load_k4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DH; e++) { r[e] = k[at + c + e]; }
-  return r;
-}
-fn load_v4(at: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && c + e < DV; e++) { r[e] = v[at + c + e]; }
-  return r;
-}
+// As load_v4, for dout.
 fn load_dout4(at: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u && c + e < DV; e++) { r[e] = dout[at + c + e]; }
@@ -126,8 +109,6 @@ fn store_dv(at: u32, g: ptr<function, array<vec4<f32>, MAX_D4>>) {
     }
   }
 }
-
-fn hsum(x: vec4<f32>) -> f32 { return x.x + x.y + x.z + x.w; }
 
 // Index of row i of (b, h) in lse and delta.
 fn stat_at(b: u32, h: u32, i: u32) -> u32 { return (b * p.heads + h) * p.nq + i; }

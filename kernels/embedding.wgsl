@@ -13,15 +13,6 @@
 // Backward (embedding_bwd.wgsl): d table[ids[t], :] += dy[t, :], a scatter-add over repeating ids, made
 // deterministic without atomics by chaining each id's tokens. No gradient flows to the ids.
 
-struct Params {
-  tokens: u32, // N
-  row: u32,    // workgroups along x
-  d: u32,      // D: columns
-  vocab: u32,  // V: rows of the whole table (ids are clamped into [0, V))
-  start: u32,  // first row of this shard
-  count: u32,  // rows in this shard
-}
-
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> ids: array<i32>;
@@ -29,12 +20,15 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+// Params, row_of, in_shard
+//!include _embedding_common.wgsl
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.y * p.row + wid.x;
   if (t >= p.tokens) { return; }
-  let id = u32(clamp(ids[t], 0, i32(p.vocab) - 1));
-  if (id < p.start || id - p.start >= p.count) { return; }
+  let id = row_of(t);
+  if (!in_shard(id)) { return; }
   let src = (id - p.start) * p.d;
   let dst = t * p.d;
   for (var c = lid; c < p.d; c += WG) {

@@ -18,15 +18,6 @@
 // Version ladder: v1 (this file). A v2 for long id lists (N in the thousands) would sort ids (radix sort) and
 // reduce segments, O(N log N + N·D).
 
-struct Params {
-  tokens: u32, // N
-  row: u32,    // workgroups along x
-  d: u32,      // D: columns
-  vocab: u32,  // V: rows of the whole table (ids are clamped into [0, V))
-  start: u32,  // first row of this shard
-  count: u32,  // rows in this shard
-}
-
 override WG: u32 = 256u;
 override ACCUM: bool = true;
 
@@ -38,9 +29,8 @@ const HEAD: u32 = 0x80000000u;
 @group(0) @binding(3) var<storage, read_write> dtable: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn row_of(t: u32) -> u32 {
-  return u32(clamp(ids[t], 0, i32(p.vocab) - 1));
-}
+// Params, row_of, in_shard
+//!include _embedding_common.wgsl
 
 @compute @workgroup_size(WG)
 fn link(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -63,7 +53,7 @@ fn scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
   let t = wid.y * p.row + wid.x;
   if (t >= p.tokens || (links[t] & HEAD) == 0u) { return; }
   let v = row_of(t);
-  if (v < p.start || v - p.start >= p.count) { return; }
+  if (!in_shard(v)) { return; }
   let dst = (v - p.start) * p.d;
   for (var c = lid; c < p.d; c += WG) {
     var s = 0.0;

@@ -1,7 +1,7 @@
 // geglu.wgsl — the gated GELU of diffusers' GEGLU feed-forward (after its projection to 2F features):
 //
 //   h, g = x.chunk(2, dim=-1)            x: [..., 2F], h and g: [..., F]
-//   out  = h · gelu(g)                   out: [..., F], gelu the exact erf form (from _gelu.wgsl, appended)
+//   out  = h · gelu(g)                   out: [..., F], gelu the exact erf form (from _gelu.wgsl)
 //
 // Version ladder:
 //   v1: one invocation per output element, the 1-D grid folded over x and y.
@@ -13,18 +13,12 @@
 // Backward (geglu_bwd.wgsl; dy: [..., F] → dx: [..., 2F]):  dh = dy · gelu(g);   dg = dy · h · (Φ(g) + g·φ(g)),
 // with φ(g) = e^(−g²/2)/√(2π), written to the two halves of dx (the same row layout as x).
 
-struct Params {
-  n: u32,   // output elements (rows · F)
-  row: u32, // workgroups along x
-  f: u32,   // F: output features per row; input rows hold 2F
-}
-
-override WG: u32 = 256u;
-override ALIGNED: bool = true;
-
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
+
+// Params, WG, ALIGNED, flat_id, h_index and _gelu.wgsl's gelu_f32
+//!include _geglu_common.wgsl
 
 fn gelu4(v: vec4<f32>) -> vec4<f32> {
   return vec4<f32>(gelu_f32(v.x), gelu_f32(v.y), gelu_f32(v.z), gelu_f32(v.w));
@@ -36,19 +30,17 @@ fn at(e: u32) -> f32 {
 
 // out element e (e < n)
 fn one(e: u32) -> f32 {
-  let r = e / p.f;
-  let base = r * 2u * p.f + (e - r * p.f);
+  let base = h_index(e, p.f);
   return at(base) * gelu_f32(at(base + p.f));
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * p.row + wid.x) * WG + lid;
+  let i = flat_id(wid, lid);
   if (ALIGNED) {
     if (i >= p.n / 4u) { return; }
     let f4 = p.f / 4u;
-    let r = i / f4;
-    let base = r * 2u * f4 + (i - r * f4);
+    let base = h_index(i, f4);
     out[i] = x[base] * gelu4(x[base + f4]);
     return;
   }

@@ -14,15 +14,8 @@
 // Backward (softmax_bwd.wgsl): from the saved output y and g = dL/dy, dx = scale · y ⊙ (g − Σ_j g_j y_j): one row
 // reduction and an elementwise pass, the same workgroup shape as here; see docs/norms.md.
 
-struct Params {
-  rows: u32,
-  len: u32,
-  row: u32, // workgroups along x (the grid is folded over x and y)
-  scale: f32,
-}
-
-override WG: u32 = 256u;  // a power of two
-override TPR: u32 = 256u; // invocations per row: a power of two dividing WG
+// Params, the overrides WG and TPR (before their users: naga wants overrides declared before use), row_of
+//!include _softmax_common.wgsl
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -37,7 +30,7 @@ const LOWEST: f32 = -3.4028234e38;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = lid % TPR;
-  let r = (wid.y * p.row + wid.x) * (WG / TPR) + lid / TPR;
+  let r = row_of(wid, lid);
   let live = r < p.rows; // not uniform: invocations of a missing row still take part in the barriers
   let base = r * p.len;
   var m = LOWEST;

@@ -10,15 +10,9 @@
 //
 // Version ladder: v1 one workgroup per row. v2 (this file) TPR invocations per row, TPR picked by the host from L.
 
-struct Params {
-  rows: u32,
-  len: u32,
-  row: u32, // workgroups along x (the grid is folded over x and y)
-  scale: f32,
-}
+// Params, the overrides WG and TPR (before their users: naga wants overrides declared before use), row_of
+//!include _softmax_common.wgsl
 
-override WG: u32 = 256u;  // a power of two
-override TPR: u32 = 256u; // invocations per row: a power of two dividing WG
 override ACCUM: bool = true;
 
 @group(0) @binding(0) var<storage, read> y: array<f32>;
@@ -31,7 +25,7 @@ var<workgroup> red: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = lid % TPR;
-  let r = (wid.y * p.row + wid.x) * (WG / TPR) + lid / TPR;
+  let r = row_of(wid, lid);
   let live = r < p.rows; // not uniform: invocations of a missing row still take part in the barriers
   let base = r * p.len;
   var s = 0.0;

@@ -7,7 +7,7 @@
 //   OP 4 clamp       out = min(max(x, a), b)
 //   OP 5 erf         out = erf(x)
 //
-// erf and gelu come from _gelu.wgsl, which the host appends to this source (|erf error| < 2e-7 everywhere).
+// erf and gelu come from _gelu.wgsl, spliced in by the `//!include` below (|erf error| < 2e-7 everywhere).
 //
 // Version ladder:
 //   v1: one invocation per element, the 1-D grid folded over x and y.
@@ -39,6 +39,8 @@ override WG: u32 = 256u;
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
+
+//!include _gelu.wgsl
 
 fn sigmoid(v: f32) -> f32 {
   return 1.0 / (1.0 + exp(-v));

@@ -27,6 +27,8 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> dx: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+//!include _gelu.wgsl
+
 fn sigmoid(v: f32) -> f32 {
   return 1.0 / (1.0 + exp(-v));
 }

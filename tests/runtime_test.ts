@@ -1,6 +1,14 @@
 import assert from "assert";
 import { gpuTest } from "./_gpu.ts";
-import { createContext, defineKernel, NoAdapterError, packUniform, parseInterface } from "../src/gpu/mod.ts";
+import {
+  createContext,
+  defineKernel,
+  includeWgsl,
+  NoAdapterError,
+  packUniform,
+  parseInterface,
+  sourceLine,
+} from "../src/gpu/mod.ts";
 
 Deno.test("no adapter: createContext says how to get one", async () => {
   const gpu = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;
@@ -53,6 +61,67 @@ gpuTest("a WGSL error names its file and line", async (ctx) => {
   const t = ctx.tensor([4]);
   rec.dispatch(bad, { write: { o: t }, grid: [1] });
   await assert.rejects(() => rec.submit(), /broken_probe\.wgsl.*failed to build[^]*broken_probe\.wgsl:2/);
+  ctx.release(t);
+});
+
+Deno.test("//!include splices snippets and maps lines back to their files", () => {
+  const text = includeWgsl("top.wgsl", "a\n  //!include _s.wgsl\nb\nc", {
+    "_s.wgsl": "s1\n//!include _t.wgsl\ns3\n",
+    "_t.wgsl": "t1",
+  });
+  const lines = text.split("\n");
+  assert.deepEqual(lines.filter((l) => !l.includes("//!")), ["a", "s1", "t1", "s3", "b", "c"]);
+  const at = (name: string) => sourceLine("top.wgsl", text, lines.indexOf(name) + 1);
+  assert.equal(at("a"), "top.wgsl:1");
+  assert.equal(at("s1"), "_s.wgsl:1 (included by top.wgsl:2)");
+  assert.equal(at("t1"), "_t.wgsl:1 (included by _s.wgsl:2) (included by top.wgsl:2)");
+  assert.equal(at("s3"), "_s.wgsl:3 (included by top.wgsl:2)");
+  assert.equal(at("b"), "top.wgsl:3");
+  assert.equal(sourceLine("top.wgsl", text, lines.indexOf("c") + 1, 7), "top.wgsl:4:7");
+  assert.equal(sourceLine("x.wgsl", "p\nq", 2), "x.wgsl:2");
+  assert.throws(
+    () => includeWgsl("top.wgsl", "//!include _nope.wgsl", { "_s.wgsl": "" }),
+    /top\.wgsl: \/\/!include of unknown snippet "_nope\.wgsl" \(given: _s\.wgsl\)/,
+  );
+  assert.throws(
+    () => includeWgsl("top.wgsl", "//!include _a.wgsl", { "_a.wgsl": "//!include _a.wgsl" }),
+    /top\.wgsl \(in _a\.wgsl\): \/\/!include cycle through "_a\.wgsl"/,
+  );
+});
+
+gpuTest("a WGSL error inside an included snippet, or after it, names the right file and line", async (ctx) => {
+  const snippet = `fn helper() -> f32 {
+  return 1.0;
+}
+fn broken() -> f32 { return missing_in_snippet; }`;
+  const top = `@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+//!include _broken_probe.wgsl
+@compute @workgroup_size(1) fn main() { o[0] = helper() + broken(); }`;
+  const t = ctx.tensor([4]);
+  let rec = ctx.recorder();
+  rec.dispatch(defineKernel("inc_probe.wgsl", includeWgsl("inc_probe.wgsl", top, { "_broken_probe.wgsl": snippet })), {
+    write: { o: t },
+    grid: [1],
+  });
+  await assert.rejects(
+    () => rec.submit(),
+    /inc_probe\.wgsl.*failed to build[^]*_broken_probe\.wgsl:4:\d+ \(included by inc_probe\.wgsl:2\)/,
+  );
+  // the snippet is fine, the error follows it: the including file's own line numbers still hold
+  const after = top.replace("helper() + broken()", "helper() + missing_after");
+  rec = ctx.recorder();
+  rec.dispatch(
+    defineKernel(
+      "inc_probe2.wgsl",
+      includeWgsl("inc_probe2.wgsl", after, { "_broken_probe.wgsl": snippet.split("\n").slice(0, 3).join("\n") }),
+    ),
+    { write: { o: t }, grid: [1] },
+  );
+  await assert.rejects(() => rec.submit(), (e: Error) => {
+    assert.match(e.message, /inc_probe2\.wgsl:3:\d+ error/);
+    assert.doesNotMatch(e.message, /included by/);
+    return true;
+  });
   ctx.release(t);
 });
 

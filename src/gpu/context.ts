@@ -3,7 +3,7 @@
  * Runtime-agnostic: it needs only `navigator.gpu` (Deno or a browser).
  * @module
  */
-import type { KernelSpec } from "./kernel.ts";
+import { type KernelSpec, sourceLine } from "./kernel.ts";
 import {
   byteLength,
   checkShape,
@@ -358,9 +358,9 @@ export class GpuContext {
       let detail = "";
       try {
         const info = await module!.getCompilationInfo();
-        detail = info.messages.map((m) => `\n  ${spec.file}:${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`).join(
-          "",
-        );
+        detail = info.messages
+          .map((m) => `\n  ${sourceLine(spec.file, spec.source, m.lineNum, m.linePos)} ${m.type}: ${m.message}`)
+          .join("");
       } catch { /* compilation info is optional */ }
       this.#pipelines.delete(key);
       return new GpuError(`Kernel ${spec.file} (entry "${spec.entry}") failed to build: ${err.message}${detail}`);

@@ -74,6 +74,60 @@ export function defineKernel(file: string, source: string, entry = "main"): Kern
   };
 }
 
+/**
+ * WGSL has no includes: a line `//!include _name.wgsl` in `source` is replaced here by the text of snippet
+ * `_name.wgsl` from `snippets` (snippets may include others). The expansion is wrapped in `//!begin _name.wgsl` …
+ * `//!end _name.wgsl` marker lines, from which {@linkcode sourceLine} maps a line of the expanded text back to
+ * its file and line, so WGSL errors name the snippet. Throws, naming `file`, on an unknown snippet or a cycle.
+ * Include a snippet that declares overrides above every use of them: attention.wgsl sizing a workgroup array by an
+ * override declared further down made Deno 2.9's naga panic (pipeline_constants.rs, "unreachable code").
+ */
+export function includeWgsl(file: string, source: string, snippets: Readonly<Record<string, string>>): string {
+  const expand = (text: string, chain: string[]): string =>
+    text.replace(INCLUDE, (_line, indent: string, name: string) => {
+      const at = `${file}${chain.length ? ` (in ${chain.join(" in ")})` : ""}`;
+      if (!Object.hasOwn(snippets, name)) {
+        const known = Object.keys(snippets);
+        throw new Error(
+          `${at}: //!include of unknown snippet "${name}" (given: ${known.length ? known.join(", ") : "none"})`,
+        );
+      }
+      if (chain.includes(name)) throw new Error(`${at}: //!include cycle through "${name}"`);
+      const body = expand(snippets[name].replace(/\n$/, ""), [name, ...chain]);
+      return `${indent}//!begin ${name}\n${body}\n${indent}//!end ${name}`;
+    });
+  return expand(source, []);
+}
+
+const INCLUDE = /^([ \t]*)\/\/!include[ \t]+(\S+)[ \t]*$/gm;
+
+/**
+ * Where line `lineNum` (1-based; column `col` if given) of a kernel's text comes from: `file:line[:col]`, or, inside
+ * an included snippet, `_snippet.wgsl:line[:col] (included by file:line)`. Text without include markers maps to
+ * itself.
+ */
+export function sourceLine(file: string, source: string, lineNum: number, col?: number): string {
+  const stack = [{ name: file, line: 0 }];
+  const lines = source.split("\n");
+  for (let i = 0; i < lineNum && i < lines.length; i++) {
+    const top = stack[stack.length - 1];
+    const marker = /^\s*\/\/!(begin|end) (\S+)\s*$/.exec(lines[i]);
+    if (marker?.[1] === "begin") {
+      top.line++; // the directive's own line in the including file
+      if (i + 1 === lineNum) break;
+      stack.push({ name: marker[2], line: 0 });
+    } else if (marker?.[1] === "end" && stack.length > 1) {
+      stack.pop();
+    } else {
+      top.line++;
+    }
+  }
+  const [first, ...outer] = stack.slice().reverse();
+  return `${first.name}:${first.line}${col === undefined ? "" : `:${col}`}${
+    outer.map((s) => ` (included by ${s.name}:${s.line})`).join("")
+  }`;
+}
+
 /** Identifiers used by function `entry` and every function it calls, transitively. */
 function identifiersReachedFrom(src: string, entry: string): Set<string> {
   const bodies = new Map<string, string>();

@@ -12,7 +12,7 @@ import { defineKernels, type KernelSpec } from "../gpu/kernel.ts";
 export function withF16Binding(file: string, source: string, name: string): string {
   const decl = new RegExp(`(var\\s*<\\s*storage\\s*,\\s*read\\s*>\\s*${name}\\s*:\\s*array<(?:vec4<)?)f32\\b`);
   if (!decl.test(source)) throw new Error(`${file}: no read-only f32 storage binding "${name}" to store as f16`);
-  return `enable f16;\n${source.replace(decl, "$1f16")}`;
+  return `enable f16; ${source.replace(decl, "$1f16")}`; // on line 1: error line numbers stay those of the file
 }
 
 /** The entry points of `file` with binding `name` holding f16; the file name in messages says so. */

@@ -5,15 +5,21 @@
  */
 import src from "../../kernels/attention.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/attention_bwd.wgsl" with { type: "text" };
-import { defineKernels, type KernelSpec } from "../gpu/kernel.ts";
+import commonSrc from "../../kernels/_attention_common.wgsl" with { type: "text" };
+import { defineKernels, includeWgsl, type KernelSpec } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { fmtShape, type Tensor } from "../gpu/tensor.ts";
 import { grid1dFor, outputTensor, requireDtype } from "./_alloc.ts";
 
-const kernels = defineKernels("attention.wgsl", src, ["main", "naive"] as const);
+const snippets = { "_attention_common.wgsl": commonSrc };
+const kernels = defineKernels(
+  "attention.wgsl",
+  includeWgsl("attention.wgsl", src, snippets),
+  ["main", "naive"] as const,
+);
 const bwdKernels = defineKernels(
   "attention_bwd.wgsl",
-  bwdSrc,
+  includeWgsl("attention_bwd.wgsl", bwdSrc, snippets),
   ["delta_main", "dkv_main", "dq_main", "dkv_naive", "dq_naive"] as const,
 );
 

@@ -5,15 +5,20 @@
  */
 import src from "../../kernels/embedding.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/embedding_bwd.wgsl" with { type: "text" };
+import commonSrc from "../../kernels/_embedding_common.wgsl" with { type: "text" };
 import type { GpuContext } from "../gpu/context.ts";
-import { defineKernel, defineKernels } from "../gpu/kernel.ts";
+import { defineKernel, defineKernels, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, type DType, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { outputTensor, requireDtype, WORD_DTYPES } from "./_alloc.ts";
 import { accumOverride, type AccumulateOptions, clearTensor, gradTensor } from "./_grad.ts";
 
-const kernel = defineKernel("embedding.wgsl", src);
-const bwdKernels = defineKernels("embedding_bwd.wgsl", bwdSrc, ["link", "scatter"]);
+const snippets = { "_embedding_common.wgsl": commonSrc };
+const kernel = defineKernel("embedding.wgsl", includeWgsl("embedding.wgsl", src, snippets));
+const bwdKernels = defineKernels("embedding_bwd.wgsl", includeWgsl("embedding_bwd.wgsl", bwdSrc, snippets), [
+  "link",
+  "scatter",
+]);
 const WG = 64;
 
 /** Token ids on the host: validated against the table, then uploaded for this one recording. */

@@ -5,15 +5,17 @@
  */
 import src from "../../kernels/geglu.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/geglu_bwd.wgsl" with { type: "text" };
-import geluLib from "../../kernels/_gelu.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/kernel.ts";
+import commonSrc from "../../kernels/_geglu_common.wgsl" with { type: "text" };
+import geluSrc from "../../kernels/_gelu.wgsl" with { type: "text" };
+import { defineKernel, includeWgsl } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { grid1dFor, outputTensor, requireDtype } from "./_alloc.ts";
 import { accumOverride, type AccumulateOptions, gradTensor } from "./_grad.ts";
 
-const kernel = defineKernel("geglu.wgsl", `${src}\n${geluLib}`);
-const bwdKernel = defineKernel("geglu_bwd.wgsl", `${bwdSrc}\n${geluLib}`);
+const snippets = { "_geglu_common.wgsl": commonSrc, "_gelu.wgsl": geluSrc };
+const kernel = defineKernel("geglu.wgsl", includeWgsl("geglu.wgsl", src, snippets));
+const bwdKernel = defineKernel("geglu_bwd.wgsl", includeWgsl("geglu_bwd.wgsl", bwdSrc, snippets));
 const WG = 256;
 
 /** Options of {@linkcode geglu}. */

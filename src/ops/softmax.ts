@@ -4,14 +4,16 @@
  */
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/softmax_bwd.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/kernel.ts";
+import commonSrc from "../../kernels/_softmax_common.wgsl" with { type: "text" };
+import { defineKernel, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { requireDtype } from "./_alloc.ts";
 import { accumOverride, type AccumulateOptions, gradTensor } from "./_grad.ts";
 
-const kernel = defineKernel("softmax.wgsl", src);
-const bwdKernel = defineKernel("softmax_bwd.wgsl", bwdSrc);
+const snippets = { "_softmax_common.wgsl": commonSrc };
+const kernel = defineKernel("softmax.wgsl", includeWgsl("softmax.wgsl", src, snippets));
+const bwdKernel = defineKernel("softmax_bwd.wgsl", includeWgsl("softmax_bwd.wgsl", bwdSrc, snippets));
 const WG = 256;
 
 /** Options of {@linkcode softmax}. */

@@ -4,15 +4,16 @@
  */
 import src from "../../kernels/unary.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/unary_bwd.wgsl" with { type: "text" };
-import geluLib from "../../kernels/_gelu.wgsl" with { type: "text" };
-import { defineKernel, defineKernels } from "../gpu/kernel.ts";
+import geluSrc from "../../kernels/_gelu.wgsl" with { type: "text" };
+import { defineKernel, defineKernels, includeWgsl } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { assertShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { grid1dFor, outputTensor, requireDtype } from "./_alloc.ts";
 import { accumOverride, type AccumulateOptions, gradTensor } from "./_grad.ts";
 
-const kernels = defineKernels("unary.wgsl", `${src}\n${geluLib}`, ["main", "inplace"]);
-const bwdKernel = defineKernel("unary_bwd.wgsl", `${bwdSrc}\n${geluLib}`);
+const snippets = { "_gelu.wgsl": geluSrc };
+const kernels = defineKernels("unary.wgsl", includeWgsl("unary.wgsl", src, snippets), ["main", "inplace"]);
+const bwdKernel = defineKernel("unary_bwd.wgsl", includeWgsl("unary_bwd.wgsl", bwdSrc, snippets));
 const WG = 256;
 const OPS = { scale: 0, silu: 1, gelu: 2, quickGelu: 3, clamp: 4, erf: 5 } as const;
 
