@@ -133,7 +133,7 @@ fn x_block(img: u32, q: u32, ky: i32, kx: i32, c4: u32) -> mat4x4<f32> {
     x_vec(img, q + 2u, ky, kx, c4), x_vec(img, q + 3u, ky, kx, c4)));
 }
 
-alias Blocks = array<mat4x4<f32>, 8>;
+//!include _tile32.wgsl
 
 // v2: implicit GEMM on packed operands; grid (⌈N / (32·lanes_n)⌉, ⌈Cout / (32·8/lanes_n)⌉, batch). Each
 // invocation computes 32 output channels × 32 pixels (8×8 blocks of 4×4), lanes_n invocations side by side along
@@ -160,22 +160,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let y2 = x_block(img, col0 + 8u, ky, kx, ch); let y3 = x_block(img, col0 + 12u, ky, kx, ch);
       let y4 = x_block(img, col0 + 16u, ky, kx, ch); let y5 = x_block(img, col0 + 20u, ky, kx, ch);
       let y6 = x_block(img, col0 + 24u, ky, kx, ch); let y7 = x_block(img, col0 + 28u, ky, kx, ch);
-      c0[0] += y0 * x0; c0[1] += y1 * x0; c0[2] += y2 * x0; c0[3] += y3 * x0;
-      c0[4] += y4 * x0; c0[5] += y5 * x0; c0[6] += y6 * x0; c0[7] += y7 * x0;
-      c1[0] += y0 * x1; c1[1] += y1 * x1; c1[2] += y2 * x1; c1[3] += y3 * x1;
-      c1[4] += y4 * x1; c1[5] += y5 * x1; c1[6] += y6 * x1; c1[7] += y7 * x1;
-      c2[0] += y0 * x2; c2[1] += y1 * x2; c2[2] += y2 * x2; c2[3] += y3 * x2;
-      c2[4] += y4 * x2; c2[5] += y5 * x2; c2[6] += y6 * x2; c2[7] += y7 * x2;
-      c3[0] += y0 * x3; c3[1] += y1 * x3; c3[2] += y2 * x3; c3[3] += y3 * x3;
-      c3[4] += y4 * x3; c3[5] += y5 * x3; c3[6] += y6 * x3; c3[7] += y7 * x3;
-      c4[0] += y0 * x4; c4[1] += y1 * x4; c4[2] += y2 * x4; c4[3] += y3 * x4;
-      c4[4] += y4 * x4; c4[5] += y5 * x4; c4[6] += y6 * x4; c4[7] += y7 * x4;
-      c5[0] += y0 * x5; c5[1] += y1 * x5; c5[2] += y2 * x5; c5[3] += y3 * x5;
-      c5[4] += y4 * x5; c5[5] += y5 * x5; c5[6] += y6 * x5; c5[7] += y7 * x5;
-      c6[0] += y0 * x6; c6[1] += y1 * x6; c6[2] += y2 * x6; c6[3] += y3 * x6;
-      c6[4] += y4 * x6; c6[5] += y5 * x6; c6[6] += y6 * x6; c6[7] += y7 * x6;
-      c7[0] += y0 * x7; c7[1] += y1 * x7; c7[2] += y2 * x7; c7[3] += y3 * x7;
-      c7[4] += y4 * x7; c7[5] += y5 * x7; c7[6] += y6 * x7; c7[7] += y7 * x7;
+      //!include _tile32_fma.wgsl
     }
   }
   let o = wid.z * p.Cout * p.N;
@@ -185,20 +170,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   store_rows(c6, lid, o, row0 + 24u, col0); store_rows(c7, lid, o, row0 + 28u, col0);
 }
 
-// 4 output channels × 32 pixels per invocation, staged in workgroup memory so that the guarded copy is one small
-// loop (see store_rows in matmul.wgsl for why).
-var<workgroup> stage: array<vec4<f32>, 256>;
-
+// 4 output channels × 32 pixels per invocation, staged (_tile32.wgsl) so that the guarded copy is one small loop.
 fn store_rows(c: Blocks, lid: u32, o: u32, row: u32, col: u32) {
-  let s = lid * 32u;
-  stage[s] = c[0][0]; stage[s + 1u] = c[1][0]; stage[s + 2u] = c[2][0]; stage[s + 3u] = c[3][0];
-  stage[s + 4u] = c[4][0]; stage[s + 5u] = c[5][0]; stage[s + 6u] = c[6][0]; stage[s + 7u] = c[7][0];
-  stage[s + 8u] = c[0][1]; stage[s + 9u] = c[1][1]; stage[s + 10u] = c[2][1]; stage[s + 11u] = c[3][1];
-  stage[s + 12u] = c[4][1]; stage[s + 13u] = c[5][1]; stage[s + 14u] = c[6][1]; stage[s + 15u] = c[7][1];
-  stage[s + 16u] = c[0][2]; stage[s + 17u] = c[1][2]; stage[s + 18u] = c[2][2]; stage[s + 19u] = c[3][2];
-  stage[s + 20u] = c[4][2]; stage[s + 21u] = c[5][2]; stage[s + 22u] = c[6][2]; stage[s + 23u] = c[7][2];
-  stage[s + 24u] = c[0][3]; stage[s + 25u] = c[1][3]; stage[s + 26u] = c[2][3]; stage[s + 27u] = c[3][3];
-  stage[s + 28u] = c[4][3]; stage[s + 29u] = c[5][3]; stage[s + 30u] = c[6][3]; stage[s + 31u] = c[7][3];
+  let s = stage_rows(c, lid);
   let rows = select(0u, min(4u, p.Cout - row), row < p.Cout);
   let cols = select(0u, min(32u, p.N - col), col < p.N);
   for (var i = 0u; i < rows; i++) {

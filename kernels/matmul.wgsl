@@ -174,7 +174,7 @@ fn b_block(b0: u32, c: u32, k4: u32) -> mat4x4<f32> {
     b4(k + min(c + 3u, last) * K4)));
 }
 
-alias Blocks = array<mat4x4<f32>, 8>;
+//!include _tile32.wgsl
 
 // v2: each invocation computes 32×32 outputs as 8×8 blocks of 4×4; the 8 invocations of a workgroup sit side by
 // side, lanes_n of them along N (the host picks the split that pads the output least: 4 makes a 64×128
@@ -202,22 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let y4 = b_block(b0, col0 + 16u, k4); let y5 = b_block(b0, col0 + 20u, k4);
     let y6 = b_block(b0, col0 + 24u, k4); let y7 = b_block(b0, col0 + 28u, k4);
     // (B block)·(A block): column i = Σ_t B[k+t, cols] · A[row i, k+t], i.e. one output row of the block
-    c0[0] += y0 * x0; c0[1] += y1 * x0; c0[2] += y2 * x0; c0[3] += y3 * x0;
-    c0[4] += y4 * x0; c0[5] += y5 * x0; c0[6] += y6 * x0; c0[7] += y7 * x0;
-    c1[0] += y0 * x1; c1[1] += y1 * x1; c1[2] += y2 * x1; c1[3] += y3 * x1;
-    c1[4] += y4 * x1; c1[5] += y5 * x1; c1[6] += y6 * x1; c1[7] += y7 * x1;
-    c2[0] += y0 * x2; c2[1] += y1 * x2; c2[2] += y2 * x2; c2[3] += y3 * x2;
-    c2[4] += y4 * x2; c2[5] += y5 * x2; c2[6] += y6 * x2; c2[7] += y7 * x2;
-    c3[0] += y0 * x3; c3[1] += y1 * x3; c3[2] += y2 * x3; c3[3] += y3 * x3;
-    c3[4] += y4 * x3; c3[5] += y5 * x3; c3[6] += y6 * x3; c3[7] += y7 * x3;
-    c4[0] += y0 * x4; c4[1] += y1 * x4; c4[2] += y2 * x4; c4[3] += y3 * x4;
-    c4[4] += y4 * x4; c4[5] += y5 * x4; c4[6] += y6 * x4; c4[7] += y7 * x4;
-    c5[0] += y0 * x5; c5[1] += y1 * x5; c5[2] += y2 * x5; c5[3] += y3 * x5;
-    c5[4] += y4 * x5; c5[5] += y5 * x5; c5[6] += y6 * x5; c5[7] += y7 * x5;
-    c6[0] += y0 * x6; c6[1] += y1 * x6; c6[2] += y2 * x6; c6[3] += y3 * x6;
-    c6[4] += y4 * x6; c6[5] += y5 * x6; c6[6] += y6 * x6; c6[7] += y7 * x6;
-    c7[0] += y0 * x7; c7[1] += y1 * x7; c7[2] += y2 * x7; c7[3] += y3 * x7;
-    c7[4] += y4 * x7; c7[5] += y5 * x7; c7[6] += y6 * x7; c7[7] += y7 * x7;
+    //!include _tile32_fma.wgsl
   }
   store_rows(c0, lid, off.z, row0, col0); store_rows(c1, lid, off.z, row0 + 4u, col0);
   store_rows(c2, lid, off.z, row0 + 8u, col0); store_rows(c3, lid, off.z, row0 + 12u, col0);
@@ -225,21 +210,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   store_rows(c6, lid, off.z, row0 + 24u, col0); store_rows(c7, lid, off.z, row0 + 28u, col0);
 }
 
-// One block row (4 rows × 32 columns) per invocation at a time, staged so that the guarded, epilogue-applying
-// copy to `out` is one small loop. Indexing the accumulators dynamically instead makes NIR lower the access to
-// if-ladders (minutes of LLVM compile); unrolling guarded stores does the same.
-var<workgroup> stage: array<vec4<f32>, 256>; // 8 invocations × 4 rows × 8 vec4
-
+// One block row (4 rows × 32 columns) per invocation at a time, staged (_tile32.wgsl) so that the guarded,
+// epilogue-applying copy to `out` is one small loop.
 fn store_rows(c: Blocks, lid: u32, o: u32, row: u32, col: u32) {
-  let s = lid * 32u;
-  stage[s] = c[0][0]; stage[s + 1u] = c[1][0]; stage[s + 2u] = c[2][0]; stage[s + 3u] = c[3][0];
-  stage[s + 4u] = c[4][0]; stage[s + 5u] = c[5][0]; stage[s + 6u] = c[6][0]; stage[s + 7u] = c[7][0];
-  stage[s + 8u] = c[0][1]; stage[s + 9u] = c[1][1]; stage[s + 10u] = c[2][1]; stage[s + 11u] = c[3][1];
-  stage[s + 12u] = c[4][1]; stage[s + 13u] = c[5][1]; stage[s + 14u] = c[6][1]; stage[s + 15u] = c[7][1];
-  stage[s + 16u] = c[0][2]; stage[s + 17u] = c[1][2]; stage[s + 18u] = c[2][2]; stage[s + 19u] = c[3][2];
-  stage[s + 20u] = c[4][2]; stage[s + 21u] = c[5][2]; stage[s + 22u] = c[6][2]; stage[s + 23u] = c[7][2];
-  stage[s + 24u] = c[0][3]; stage[s + 25u] = c[1][3]; stage[s + 26u] = c[2][3]; stage[s + 27u] = c[3][3];
-  stage[s + 28u] = c[4][3]; stage[s + 29u] = c[5][3]; stage[s + 30u] = c[6][3]; stage[s + 31u] = c[7][3];
+  let s = stage_rows(c, lid);
   let rows = select(0u, min(4u, p.M - row), row < p.M);
   let cols = select(0u, min(32u, p.N - col), col < p.N);
   for (var i = 0u; i < rows; i++) {

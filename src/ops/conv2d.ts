@@ -2,12 +2,16 @@
  * 2-D convolution, NCHW as PyTorch, computed as an implicit GEMM (see kernels/conv2d.wgsl).
  * @module
  */
-import src from "../../kernels/conv2d.wgsl" with { type: "text" };
-import { defineKernels } from "../gpu/kernel.ts";
+import rawSrc from "../../kernels/conv2d.wgsl" with { type: "text" };
+import tileSrc from "../../kernels/_tile32.wgsl" with { type: "text" };
+import tileFmaSrc from "../../kernels/_tile32_fma.wgsl" with { type: "text" };
+import { defineKernels, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, type Tensor } from "../gpu/tensor.ts";
 import { laneSplit, matmul } from "./matmul.ts";
 import { defineF16Kernels, requireShaderF16 } from "./_f16.ts";
+
+const src = includeWgsl("conv2d.wgsl", rawSrc, { "_tile32.wgsl": tileSrc, "_tile32_fma.wgsl": tileFmaSrc });
 
 const kernels = defineKernels("conv2d.wgsl", src, ["main", "naive", "pack"]);
 /** f16 weights: the pack of w reads `src` as f16, the naive kernel reads `wsrc` as f16. */

@@ -3,12 +3,16 @@
  * the GEMM inside conv2d all go through here).
  * @module
  */
-import src from "../../kernels/matmul.wgsl" with { type: "text" };
-import { defineKernels } from "../gpu/kernel.ts";
+import rawSrc from "../../kernels/matmul.wgsl" with { type: "text" };
+import tileSrc from "../../kernels/_tile32.wgsl" with { type: "text" };
+import tileFmaSrc from "../../kernels/_tile32_fma.wgsl" with { type: "text" };
+import { defineKernels, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { broadcastShapes, broadcastStrides, padShape } from "./_shape.ts";
 import { defineF16Kernels, requireShaderF16 } from "./_f16.ts";
+
+const src = includeWgsl("matmul.wgsl", rawSrc, { "_tile32.wgsl": tileSrc, "_tile32_fma.wgsl": tileFmaSrc });
 
 const ENTRIES = ["main", "naive"] as const;
 const kernels = defineKernels("matmul.wgsl", src, ENTRIES);
