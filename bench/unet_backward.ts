@@ -8,43 +8,21 @@
  * Full size (64×64 latents, batch 2) is for a real GPU; on a software adapter run a smaller latent size and read
  * the extrapolation (an estimate from the FLOP count, printed as such; backward costs about 2× forward).
  */
-import { parseArgs } from "node:util";
-import { createContext } from "../src/gpu/context.ts";
-import { fill } from "../src/ops/fill.ts";
-import { parseUNetConfig } from "../src/models/unet/config.ts";
-import { randomUNet } from "../src/models/unet/random.ts";
 import { unetFlops } from "../src/models/unet/flops.ts";
 import { Tape } from "../src/autodiff/tape.ts";
 import { selectNames } from "../src/autodiff/select.ts";
 import { byteLength, type Tensor } from "../src/gpu/tensor.ts";
+import { fill } from "../src/ops/fill.ts";
+import { unetBench } from "./_unet.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    size: { type: "string", default: "64" },
-    batch: { type: "string", default: "2" },
-    tokens: { type: "string", default: "77" },
-    iters: { type: "string", default: "1" },
-    params: { type: "string", default: "*.ff.net.*.weight" },
-    recompute: { type: "boolean", default: false },
-  },
-});
-const S = +values.size!, B = +values.batch!, T = +values.tokens!, iters = +values.iters!;
-const sd14 = JSON.parse(await Deno.readTextFile(new URL("../../shared/fixtures/sd14/sd14-unet.json", import.meta.url)));
-const ctx = await createContext();
-const info = ctx.adapter.info;
-console.log(`device: ${info.description || info.vendor} ${info.device}`);
-const unet = await randomUNet(ctx, parseUNetConfig(sd14.config), 0);
-const sample = ctx.tensor([B, 4, S, S]),
-  ehs = ctx.tensor([B, T, 768]),
-  ts = ctx.upload(new Float32Array(B).fill(501), [B]);
+const { values, S, B, T, iters, ctx, unet, sample, ehs, ts } = await unetBench({
+  params: { type: "string", default: "*.ff.net.*.weight" },
+  recompute: { type: "boolean", default: false },
+}, 501);
 const seed = ctx.tensor([B, 4, S, S]);
-let rec = ctx.recorder("inputs");
-fill(rec, sample, { normal: [0, 1], seed: 1 });
-fill(rec, ehs, { normal: [0, 1], seed: 2 });
+let rec = ctx.recorder("loss weights");
 fill(rec, seed, { normal: [0, 1], seed: 3 });
 await rec.submit();
-await ctx.sync();
 
 const names = selectNames(unet.params.keys(), values.params!);
 const tape = new Tape(ctx);

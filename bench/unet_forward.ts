@@ -7,51 +7,24 @@
  * adapter, run a smaller latent size: the script reports the achieved GFLOP/s and extrapolates the full-size time
  * from the FLOP count (an estimate, printed as such: attention's share grows with the square of the tokens).
  */
-import { parseArgs } from "node:util";
-import { createContext } from "../src/gpu/context.ts";
-import { fill } from "../src/ops/fill.ts";
-import { parseUNetConfig } from "../src/models/unet/config.ts";
-import { randomUNet } from "../src/models/unet/random.ts";
 import { unetFlops } from "../src/models/unet/flops.ts";
+import { unetBench } from "./_unet.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    size: { type: "string", default: "64" },
-    batch: { type: "string", default: "2" },
-    tokens: { type: "string", default: "77" },
-    iters: { type: "string", default: "1" },
-    weights: { type: "string", default: "f32" },
-  },
-});
-const S = +values.size!, B = +values.batch!, T = +values.tokens!, iters = +values.iters!;
-const sd14 = JSON.parse(await Deno.readTextFile(new URL("../../shared/fixtures/sd14/sd14-unet.json", import.meta.url)));
-const ctx = await createContext();
-const info = ctx.adapter.info;
-console.log(`device: ${info.description || info.vendor} ${info.device}`);
-const t0 = performance.now();
-const unet = await randomUNet(ctx, parseUNetConfig(sd14.config), 0, values.weights as "f32" | "f16");
-console.log(
-  `random ${values.weights} weights: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${
-    (ctx.memory.current / 2 ** 30).toFixed(2)
-  } GiB`,
+const { values, S, B, T, iters, ctx, unet, sample, ehs, ts, loadSeconds } = await unetBench(
+  { weights: { type: "string", default: "f32" } },
+  981,
+  (v) => v.weights as "f32" | "f16",
 );
-
-const sample = ctx.tensor([B, 4, S, S]),
-  ehs = ctx.tensor([B, T, 768]),
-  ts = ctx.upload(new Float32Array(B).fill(981), [B]);
-let rec = ctx.recorder("inputs");
-fill(rec, sample, { normal: [0, 1], seed: 1 });
-fill(rec, ehs, { normal: [0, 1], seed: 2 });
-await rec.submit();
-await ctx.sync();
+console.log(
+  `random ${values.weights} weights: ${loadSeconds.toFixed(1)} s, ${(ctx.memory.current / 2 ** 30).toFixed(2)} GiB`,
+);
 
 const weights = ctx.memory.current;
 ctx.resetPeak();
 const times: number[] = [];
 for (let i = 0; i < iters + 1; i++) { // the first evaluation builds pipelines: not timed
   const t = performance.now();
-  rec = ctx.recorder("unet");
+  const rec = ctx.recorder("unet");
   const out = unet.forward(rec, { sample, timesteps: ts, encoderHiddenStates: ehs });
   await rec.submit();
   await ctx.sync();
