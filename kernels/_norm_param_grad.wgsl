@@ -24,7 +24,7 @@ override ACCUM: bool = true;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, TX * TY>;
+//!include _column_sum.wgsl
 
 @compute @workgroup_size(TX, TY)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -34,14 +34,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (live) {
     for (var m = lid.y; m < p.m; m += TY) { s += partial[(2u * m + WHICH) * p.c + c]; }
   }
-  let at = lid.y * TX + lid.x;
-  red[at] = s;
-  workgroupBarrier();
-  for (var h = TY / 2u; h > 0u; h >>= 1u) {
-    if (lid.y < h) { red[at] += red[at + h * TX]; }
-    workgroupBarrier();
-  }
+  let sum = column_sum(lid, s);
   if (lid.y == 0u && live) {
-    if (ACCUM) { grad[c] += red[lid.x]; } else { grad[c] = red[lid.x]; }
+    if (ACCUM) { grad[c] += sum; } else { grad[c] = sum; }
   }
 }

@@ -56,7 +56,7 @@ override WG: u32 = 256u;      // `same`
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, TX * TY>;
+//!include _column_sum.wgsl
 
 fn unravel(i: u32, s: vec4<u32>) -> vec4<u32> {
   let i3 = i % s.w;
@@ -114,16 +114,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       ir = advance(ir);
     }
   }
-  let at = lid.y * TX + lid.x;
-  red[at] = s;
-  workgroupBarrier();
-  for (var h = TY / 2u; h > 0u; h >>= 1u) {
-    if (lid.y < h) { red[at] += red[at + h * TX]; }
-    workgroupBarrier();
-  }
+  let sum = column_sum(lid, s);
   if (lid.y == 0u && live) {
     let o = c * p.k + k;
-    let v = p.coef * red[lid.x];
+    let v = p.coef * sum;
     if (ACCUM) { grad[o] += v; } else { grad[o] = v; }
   }
 }

@@ -35,7 +35,7 @@ override TY: u32 = 256u;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, TX * TY>;
+//!include _column_sum.wgsl
 
 @compute @workgroup_size(TX, TY)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -52,12 +52,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let kEnd = min(p.n, (c + 1u) * TY * p.per);
     for (var k = c * TY * p.per + lid.y; k < kEnd; k += TY) { s += x[(o * p.n + k) * p.inner + j]; }
   }
-  let at = lid.y * TX + lid.x;
-  red[at] = s;
-  workgroupBarrier();
-  for (var h = TY / 2u; h > 0u; h >>= 1u) {
-    if (lid.y < h) { red[at] += red[at + h * TX]; }
-    workgroupBarrier();
-  }
-  if (lid.y == 0u && live) { out[(o * p.chunks + c) * p.inner + j] = red[lid.x] * p.scale; }
+  let sum = column_sum(lid, s);
+  if (lid.y == 0u && live) { out[(o * p.chunks + c) * p.inner + j] = sum * p.scale; }
 }

@@ -1,10 +1,14 @@
 /** The weight and bias gradients shared by GroupNorm's and LayerNorm's backward: sums of [M, 2, C] partials. */
 import src from "../../kernels/_norm_param_grad.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/kernel.ts";
+import columnSumSrc from "../../kernels/_column_sum.wgsl" with { type: "text" };
+import { defineKernel, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 
-const kernel = defineKernel("_norm_param_grad.wgsl", src);
+const kernel = defineKernel(
+  "_norm_param_grad.wgsl",
+  includeWgsl("_norm_param_grad.wgsl", src, { "_column_sum.wgsl": columnSumSrc }),
+);
 const TX = 32, TY = 8;
 
 /**

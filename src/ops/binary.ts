@@ -4,7 +4,8 @@
  */
 import src from "../../kernels/binary.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/binary_bwd.wgsl" with { type: "text" };
-import { defineKernel, defineKernels } from "../gpu/kernel.ts";
+import columnSumSrc from "../../kernels/_column_sum.wgsl" with { type: "text" };
+import { defineKernel, defineKernels, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 import { outputTensor, requireDtype } from "./_alloc.ts";
@@ -12,7 +13,11 @@ import { accumOverride, type AccumulateOptions, clearTensor, gradTensor } from "
 import { broadcastShapes, broadcastStrides, padShape, stridesOf } from "./_shape.ts";
 
 const kernel = defineKernel("binary.wgsl", src);
-const bwdKernels = defineKernels("binary_bwd.wgsl", bwdSrc, ["main", "same"]);
+const bwdKernels = defineKernels(
+  "binary_bwd.wgsl",
+  includeWgsl("binary_bwd.wgsl", bwdSrc, { "_column_sum.wgsl": columnSumSrc }),
+  ["main", "same"],
+);
 const WG = 256;
 const OPS = { add: 0, sub: 1, mul: 2, div: 3, axpby: 4 } as const;
 

@@ -3,11 +3,12 @@
  * @module
  */
 import src from "../../kernels/reduce.wgsl" with { type: "text" };
-import { defineKernel } from "../gpu/kernel.ts";
+import columnSumSrc from "../../kernels/_column_sum.wgsl" with { type: "text" };
+import { defineKernel, includeWgsl } from "../gpu/kernel.ts";
 import { grid1d, type Recorder } from "../gpu/recorder.ts";
 import { assertShape, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
 
-const kernel = defineKernel("reduce.wgsl", src);
+const kernel = defineKernel("reduce.wgsl", includeWgsl("reduce.wgsl", src, { "_column_sum.wgsl": columnSumSrc }));
 const WG = 256;
 /** Elements each invocation adds serially per pass (the rest is a tree). */
 const PER = 16;
