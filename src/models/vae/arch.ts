@@ -186,32 +186,28 @@ function midParams(m: Shapes, mid: VAEMidArch): void {
   resnetParams(m, mid.resnets[1]);
 }
 
+/** The parameters of the encoder or the decoder; `resample` is a block's down- or upsampler (its 3×3 conv). */
+function coderParams<Block extends { resnets: VAEResnetArch[] }>(
+  m: Shapes,
+  c: CoderArch<Block>,
+  resample: (b: Block) => { path: string; channels: number } | null,
+): void {
+  conv(m, c.convIn);
+  for (const b of c.blocks) {
+    b.resnets.forEach((r) => resnetParams(m, r));
+    const r = resample(b);
+    if (r) conv(m, { path: `${r.path}.conv`, inChannels: r.channels, outChannels: r.channels, kernel: 3 });
+  }
+  midParams(m, c.mid);
+  norm(m, c.normOut.path, c.normOut.channels);
+  conv(m, c.convOut);
+}
+
 /** Every parameter of the VAE with its shape, in diffusers' state-dict names and order. */
 export function vaeParamShapes(arch: VAEArch): Map<string, number[]> {
   const m: Shapes = new Map();
-  const { encoder: enc, decoder: dec } = arch;
-  conv(m, enc.convIn);
-  for (const b of enc.blocks) {
-    b.resnets.forEach((r) => resnetParams(m, r));
-    if (b.downsample) {
-      const c = b.downsample.channels;
-      conv(m, { path: `${b.downsample.path}.conv`, inChannels: c, outChannels: c, kernel: 3 });
-    }
-  }
-  midParams(m, enc.mid);
-  norm(m, enc.normOut.path, enc.normOut.channels);
-  conv(m, enc.convOut);
-  conv(m, dec.convIn);
-  for (const b of dec.blocks) {
-    b.resnets.forEach((r) => resnetParams(m, r));
-    if (b.upsample) {
-      const c = b.upsample.channels;
-      conv(m, { path: `${b.upsample.path}.conv`, inChannels: c, outChannels: c, kernel: 3 });
-    }
-  }
-  midParams(m, dec.mid);
-  norm(m, dec.normOut.path, dec.normOut.channels);
-  conv(m, dec.convOut);
+  coderParams(m, arch.encoder, (b) => b.downsample);
+  coderParams(m, arch.decoder, (b) => b.upsample);
   conv(m, arch.quantConv);
   conv(m, arch.postQuantConv);
   return m;
