@@ -18,20 +18,13 @@ import { selectNames } from "../src/autodiff/select.ts";
 import { attributionScores } from "../src/cad/scores.ts";
 import { CAD_DEFAULT_PARAMS } from "../src/cad/attribute.ts";
 import { relL2 } from "../src/ref/compare.ts";
+import { runCli } from "./_cli.ts";
 
 const FIX = new URL("../../shared/fixtures/", import.meta.url);
 const PIPE = new URL("sd-tiny-pipeline/", FIX).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
 async function cli(...args: string[]) {
-  const p = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const dec = new TextDecoder();
-  return { code: p.code, stdout: dec.decode(p.stdout), stderr: dec.decode(p.stderr) };
+  return await runCli(args);
 }
 
 gpuTest(

@@ -8,10 +8,10 @@ import { openSafetensorsFile, writeSafetensorsFile } from "../src/io/safetensors
 import { toF16 } from "../src/gpu/tensor.ts";
 import { relL2 } from "../src/ref/compare.ts";
 import type { TensorToWrite } from "../src/safetensors/writer.ts";
+import { type CliResult, runCli } from "./_cli.ts";
 
 const FIX = new URL("../../shared/fixtures/", import.meta.url);
 const FIXFILE = new URL("unet-sd1-tiny.safetensors", FIX).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
 function bf16(x: Float32Array): Uint16Array {
   const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
@@ -45,15 +45,8 @@ async function makeFolder(variants: ("F32" | "F16" | "BF16")[], drop?: string): 
   return dir;
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const dec = new TextDecoder();
-  return { code: p.code, stdout: dec.decode(p.stdout), stderr: dec.decode(p.stderr) };
+async function cli(...args: string[]): Promise<CliResult> {
+  return await runCli(args);
 }
 
 gpuTest("cli forward: output and captures match diffusers; F16 and BF16 variants load", async () => {

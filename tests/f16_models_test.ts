@@ -21,6 +21,7 @@ import { decode } from "fast-png";
 import { parseVAEConfig, vaeFromSource } from "../src/models/vae/mod.ts";
 import { localModelFiles } from "../src/io/model_dir.ts";
 import { loadPipeline } from "../src/pipeline/stable_diffusion.ts";
+import { runCli } from "./_cli.ts";
 
 const FIX = new URL("../../shared/fixtures/", import.meta.url);
 const tinyCfg = parseUNetConfig(JSON.parse(await Deno.readTextFile(new URL("unet-sd1-tiny.json", FIX))).config);
@@ -206,17 +207,15 @@ gpuTest(
     // the CLI path: --weights reaches every model
     const dir = await Deno.makeTempDir();
     try {
-      const args = ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, "generate", "--model", PIPE];
-      const run = (extra: string[]) =>
-        new Deno.Command(Deno.execPath(), { args: [...args, ...extra], stdout: "piped", stderr: "piped" }).output();
+      const run = (extra: string[]) => runCli(["generate", "--model", PIPE, ...extra]);
       const bad = await run(["--prompt", "x", "--weights", "bf16"]);
       assert.notEqual(bad.code, 0);
-      assert.match(new TextDecoder().decode(bad.stderr), /--weights must be f32 or f16, got "bf16"/);
+      assert.match(bad.stderr, /--weights must be f32 or f16, got "bf16"/);
       const r = await run([
         ...["--prompt", "a photo of a dog", "--steps", "3", "--scheduler", "ddim", "--weights", "f16", "--quiet"],
         ...["--latents", `${PIPE}expected.safetensors:input/latents`, "--out", `${dir}/dog.png`],
       ]);
-      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      assert.equal(r.code, 0, r.stderr);
       const png = decode(await Deno.readFile(`${dir}/dog.png`));
       const cliPixels = new Uint32Array(png.data.buffer, png.data.byteOffset, png.width * png.height);
       const cliDiff = maxDiff(cliPixels, images.get("f32")!);

@@ -10,22 +10,10 @@ import { openSafetensorsFile } from "../src/io/safetensors_file.ts";
 import { localModelFiles } from "../src/io/model_dir.ts";
 import { loadPipeline } from "../src/pipeline/stable_diffusion.ts";
 import { relL2 } from "../src/ref/compare.ts";
+import { runCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const COMMIT = "89abcdef0123456789abcdef0123456789abcdef";
-
-async function cli(args: string[], env: Record<string, string> = {}) {
-  const p = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const dec = new TextDecoder();
-  return { code: p.code, stdout: dec.decode(p.stdout), stderr: dec.decode(p.stderr) };
-}
 
 async function checkAgainstExpected(dir: string) {
   await using want = await openSafetensorsFile(`${PIPE}expected.safetensors`);
@@ -70,7 +58,7 @@ const ARGS = (dir: string, model: string) => [
 gpuTest("generate reproduces diffusers: every step's latents (1e-4) and the image's pixels (±1)", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const r = await cli(ARGS(dir, PIPE));
+    const r = await runCli(ARGS(dir, PIPE));
     assert.equal(r.code, 0, r.stderr);
     await checkAgainstExpected(dir);
   } finally {
@@ -91,14 +79,14 @@ gpuTest("generate by repo id from a local Hugging Face cache, offline", async ()
     await Deno.symlink(`${PIPE}model_index.json`, `${repo}/snapshots/${COMMIT}/model_index.json`);
     await Deno.mkdir(`${repo}/refs`);
     await Deno.writeTextFile(`${repo}/refs/main`, COMMIT);
-    const r = await cli(ARGS(dir, "test-org/sd-tiny"), {
+    const r = await runCli(ARGS(dir, "test-org/sd-tiny"), {
       HF_HOME: `${dir}/hf`,
       HF_HUB_OFFLINE: "1",
       HF_ENDPOINT: "http://127.0.0.1:9",
     });
     assert.equal(r.code, 0, r.stderr);
     await checkAgainstExpected(dir);
-    const missing = await cli(ARGS(dir, "CompVis/stable-diffusion-v1-4"), {
+    const missing = await runCli(ARGS(dir, "CompVis/stable-diffusion-v1-4"), {
       HF_HOME: `${dir}/hf`,
       HF_HUB_OFFLINE: "1",
     });

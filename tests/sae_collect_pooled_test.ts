@@ -19,9 +19,9 @@ import { resizeRef } from "../src/ref/resize.ts";
 import { fromRgba8Ref } from "../src/ref/from_rgba8.ts";
 import { ddpmNoiser, PooledCollector } from "../src/sae/collect_pooled.ts";
 import { type CollectPooledArgs, collectPooledCommand } from "../src/cli/sae.ts";
+import { type CliResult, runCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const SIZE = 32, T = 25, SEED = 7;
 // [width, height]: landscape, portrait and an odd-sized one, so the short-side resize and the crop both matter
 const SHAPES: [number, number][] = [[48, 40], [40, 48], [37, 53]];
@@ -38,13 +38,8 @@ function image(w: number, h: number, k: number): Uint32Array {
   return px;
 }
 
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "sae", "collect", "--pooled", ...args, "--quiet"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, stderr: new TextDecoder().decode(r.stderr) };
+async function cli(args: string[]): Promise<CliResult> {
+  return await runCli(["sae", "collect", "--pooled", ...args, "--quiet"]);
 }
 
 gpuTest("sae collect --pooled: rows match a by-hand computation; resume after losing a shard; errors", async (ctx) => {

@@ -7,36 +7,16 @@ import assert from "assert";
 import { gpuTest } from "./_gpu.ts";
 import { readManifest, readStore, storeImagePath } from "../src/io/activation_store.ts";
 import { readPng } from "../src/io/png.ts";
+import { spawnCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const PROMPTS = ["a photo of a dog", "a red car", "a painting of a house", "a cat on a sofa"];
 
 function collect(dir: string): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      CLI,
-      "sae",
-      "collect",
-      "--model",
-      PIPE,
-      "--prompts",
-      `${dir}/prompts.txt`,
-      "--out",
-      `${dir}/store`,
-      "--at-steps",
-      "0,2",
-      "--steps",
-      "3",
-      "--half",
-      "cond",
-      "--quiet",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  return spawnCli([
+    ...["sae", "collect", "--model", PIPE, "--prompts", `${dir}/prompts.txt`, "--out", `${dir}/store`],
+    ...["--at-steps", "0,2", "--steps", "3", "--half", "cond", "--quiet"],
+  ], "piped");
 }
 
 gpuTest("sae collect: rows and manifest; killed midway and rerun, no row duplicated or missing", async () => {

@@ -11,9 +11,9 @@ import { readPng } from "../src/io/png.ts";
 import { openSafetensorsFile } from "../src/io/safetensors_file.ts";
 import { launchStaticChromium, openFilePage } from "./_chromium.ts";
 import { gpuTest } from "./_gpu.ts";
+import { runCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const HOOK = "up_blocks.1.attentions.0.delta"; // 64 channels on a 4×4 grid in the tiny U-Net
 const PROMPTS = [
   "a photo of a dog",
@@ -25,15 +25,9 @@ const PROMPTS = [
 ];
 
 async function cli(...args: string[]): Promise<string> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const out = new TextDecoder().decode(r.stdout), err = new TextDecoder().decode(r.stderr);
-  assert.equal(r.code, 0, `cli ${args.slice(0, 2).join(" ")} failed:\n${err}\n${out}`);
-  return out;
+  const r = await runCli(args);
+  assert.equal(r.code, 0, `cli ${args.slice(0, 2).join(" ")} failed:\n${r.stderr}\n${r.stdout}`);
+  return r.stdout;
 }
 
 /** Mean absolute RGB change per pixel inside and outside the top-left quadrant. */

@@ -15,8 +15,8 @@ import { explainCommand, parseFeatureSelection } from "../src/cli/sae_explain.ts
 import { Sae } from "../src/sae/model.ts";
 import type { CollectedRows } from "../src/sae/collect.ts";
 import { randn } from "../src/ref/random.ts";
+import { runCli } from "./_cli.ts";
 
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const PROMPTS = ["a photo of a dog", "a red car", "a painting of a house"];
 const [H, W] = [4, 4];
 const D = 4, N = 6, STEPS = [0, 2], IMG = 32;
@@ -92,9 +92,8 @@ async function quadrantMask(path: string, inside: (y: number, x: number) => bool
 }
 
 async function explain(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", CLI, "sae", "explain", ...args] }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+  const r = await runCli(["sae", "explain", ...args]);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 Deno.test("parseFeatureSelection", () => {

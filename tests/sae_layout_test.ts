@@ -13,9 +13,9 @@ import { Sae } from "../src/sae/model.ts";
 import { quadrantMask } from "../src/sae/steer.ts";
 import { layoutIouRef, topFeatureRef } from "../src/ref/sae_steer.ts";
 import { rng } from "../src/ref/random.ts";
+import { runCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
 gpuTest("topFeature and layoutCounts vs reference: ties, empty rows, 3 images of 7×5", async (ctx) => {
   const images = 3, hw = 35, rows = images * hw, k = 5, n = 9;
@@ -139,15 +139,11 @@ gpuTest("cli sae layout on the tiny pipeline: layout.json, layout.png, image.png
     const q = quadrantMask("top-left", [32, 32]);
     const px = Uint32Array.from(q, (v) => (v ? 0xffffffff : 0xff000000));
     await Deno.writeFile(`${dir}/mask.png`, encodePng(px, 32, 32));
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        ...["run", "-A", CLI, "sae", "layout", "--model", PIPE, "--prompt", "a red car", "--sae"],
-        ...[`${dir}/sae.safetensors`, "--steps", "2", "--mask", `${dir}/mask.png`, "--out", `${dir}/out`, "--quiet"],
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const out = await runCli([
+      ...["sae", "layout", "--model", PIPE, "--prompt", "a red car", "--sae"],
+      ...[`${dir}/sae.safetensors`, "--steps", "2", "--mask", `${dir}/mask.png`, "--out", `${dir}/out`, "--quiet"],
+    ]);
+    assert.equal(out.code, 0, out.stderr);
     const j = JSON.parse(await Deno.readTextFile(`${dir}/out/layout.json`));
     assert.equal(j.hook, "up_blocks.1.attentions.0.delta");
     assert.deepEqual(j.grid, [4, 4]);

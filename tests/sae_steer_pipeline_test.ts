@@ -15,9 +15,9 @@ import { loadPipeline, type StableDiffusionPipeline } from "../src/pipeline/stab
 import { initSaeWeights } from "../src/sae/init.ts";
 import { Sae } from "../src/sae/model.ts";
 import { quadrantMask, type SteerFeature, steerSae } from "../src/sae/steer.ts";
+import { runCli } from "./_cli.ts";
 
 const PIPE = new URL("../../shared/fixtures/sd-tiny-pipeline/", import.meta.url).pathname;
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const HOOK = "up_blocks.1.attentions.0.delta";
 const PROMPT = "a photo of a dog";
 
@@ -99,13 +99,9 @@ gpuTest(
       await saveSaeFile(`${dir}/sae.safetensors`, sae, { hook: HOOK });
       sae.release();
       const gen = async (extra: string[], out: string) => {
-        const args = ["run", "-A", CLI, "generate", "--model", PIPE, "--prompt", PROMPT, "--steps", "3", "--seed", "3"];
-        const r = await new Deno.Command(Deno.execPath(), {
-          args: [...args, "--out", `${dir}/${out}`, "--quiet", ...extra],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
+        const args = ["generate", "--model", PIPE, "--prompt", PROMPT, "--steps", "3", "--seed", "3"];
+        const r = await runCli([...args, "--out", `${dir}/${out}`, "--quiet", ...extra]);
+        return { code: r.code, out: r.stdout, err: r.stderr };
       };
       const plain = await gen([], "plain.png");
       assert.equal(plain.code, 0, plain.err);

@@ -28,8 +28,8 @@ import {
   trainSAE,
   type TrainState,
 } from "../src/sae/mod.ts";
+import { runCli, spawnCli } from "./_cli.ts";
 
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const D = 16;
 const STEPS = [0, 5];
 const POSITIONS = 40;
@@ -82,18 +82,6 @@ async function makeStore(dir: string): Promise<{ data: Float32Array; index: Int3
   };
   for (const batch of [[0, 1], [2], [3, 4]]) await appendShard(dir, m, batch.map(prompt));
   return { data, index };
-}
-
-/** Runs the CLI; returns exit code, stdout and stderr. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", CLI, ...args] }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function spawnCli(...args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), { args: ["run", "-A", CLI, ...args], stdout: "null", stderr: "null" })
-    .spawn();
 }
 
 async function paramsOf(ctx: GpuContext, sae: Sae): Promise<Float32Array[]> {
@@ -234,11 +222,11 @@ gpuTest("sae train CLI: a store filtered to one step → SAE file, config, metri
   try {
     await makeStore(`${dir}/store`);
     const out = `${dir}/sae.safetensors`;
-    const r = await cli(
+    const r = await runCli([
       ...["sae", "train", "--data", `${dir}/store`, "--out", out, "--at-step", "5", "--n-latents", "64"],
       ...["--k", "4", "--batch", "50", "--steps", "60", "--lr", "3e-3", "--k-aux", "16", "--dead-steps", "5"],
       ...["--metrics-every", "10", "--checkpoint-every", "25"],
-    );
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /step 10\/60 {2}loss [\d.e-]+ {2}scaled MSE [\d.e-]+ {2}EV [\d.-]+ {2}L0 4\.0 {2}dead/);
     assert.match(r.stdout, /sae\.safetensors: SAE d 16, 64 latents, k 4, 60 steps \(3000 tokens\)/);
@@ -292,7 +280,7 @@ gpuTest("sae train CLI: a store filtered to one step → SAE file, config, metri
       [["--data", `${dir}/store`, "--preset", "nope"], /--preset must be sdlens or revelio/],
       [["--data", `${dir}/store`, "--preset", "revelio", "--k-aux", "8"], /Revelio's k-SAE has no AuxK loss/],
     ];
-    const results = await Promise.all(cases.map(([args]) => cli(...base, ...args)));
+    const results = await Promise.all(cases.map(([args]) => runCli([...base, ...args])));
     for (const [i, [args, want]] of cases.entries()) {
       assert.notEqual(results[i].code, 0, args.join(" "));
       assert.match(results[i].stderr, want, `${args.join(" ")}: ${results[i].stderr}`);
@@ -319,7 +307,7 @@ gpuTest(
         ...["--metrics-every", "25", "--checkpoint-every", "10", "--quiet"],
       ];
       const out = `${dir}/killed.safetensors`;
-      const first = spawnCli(...flags(out));
+      const first = spawnCli(flags(out));
       let seen = false;
       for (let t = 0; t < 1200 && !seen; t++) {
         seen = [...Deno.readDirSync(dir)].some((e) => e.name === "killed.safetensors.ckpt") &&
@@ -335,8 +323,8 @@ gpuTest(
       assert.ok(!left.some((n) => n.includes(".partial-")), `files after the kill: ${left}`);
       // resume it, and run the same thing uninterrupted
       const [resumed, whole] = await Promise.all([
-        cli(...flags(out), "--resume"),
-        cli(...flags(`${dir}/whole.safetensors`)),
+        runCli([...flags(out), "--resume"]),
+        runCli(flags(`${dir}/whole.safetensors`)),
       ]);
       assert.equal(resumed.code, 0, resumed.stderr);
       assert.match(
