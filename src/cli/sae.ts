@@ -42,11 +42,7 @@ export async function collectCommand(ctx: GpuContext, a: CollectArgs): Promise<s
   await Deno.mkdir(a.out, { recursive: true });
   let m = await readManifest(a.out);
   const want = { hook: a.hook, atSteps: a.atSteps, steps: a.steps, half: a.half, prompts };
-  if (m) {
-    const same = m.hook === want.hook && JSON.stringify(m.atSteps) === JSON.stringify(want.atSteps) &&
-      m.steps === want.steps && m.half === want.half && JSON.stringify(m.prompts) === JSON.stringify(prompts);
-    if (!same) throw new Error(`${a.out} holds a different collection (its manifest.json); use another --out`);
-  }
+  if (m) checkSameCollection(a.out, m, want, false);
   const pipe = await loadPipelineCli(ctx, a);
   try {
     const bar = progressBar("collect", prompts.length, { unit: "prompts", silent: a.quiet, start: m?.promptsDone });
@@ -123,17 +119,7 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
   let m = await readManifest(a.out);
   const hook = a.hook.replace(/^unet\./, "");
   const want = { pooled: true, hook, timestep: a.timestep, size: a.size, seed: a.seed, prompts: names };
-  if (m) {
-    const diff = Object.entries(want).filter(([k, v]) =>
-      JSON.stringify((m as unknown as Record<string, unknown>)[k]) !== JSON.stringify(v)
-    ).map(([k]) => (k === "prompts" ? "image list" : k));
-    if (diff.length) {
-      throw new Error(
-        `${a.out} holds a different collection (${m.pooled ? `its ${diff.join(", ")} differ` : "not a pooled one"}; ` +
-          `see its manifest.json); use another --out`,
-      );
-    }
-  }
+  if (m) checkSameCollection(a.out, m, want, true);
   const pipe = await loadPipelineCli(ctx, a);
   let col: PooledCollector | undefined;
   try {
@@ -148,7 +134,7 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
       const images = [];
       for (const file of group) {
         const path = `${a.imageDir}/${file}`;
-        images.push({ ...await readImage(path), name: path }); // conversion errors name the file
+        images.push({ ...await readPng(path), name: path }); // conversion errors name the file too
       }
       const rows = await col.collect(images, i);
       m ??= {
@@ -183,12 +169,21 @@ export async function collectPooledCommand(ctx: GpuContext, a: CollectPooledArgs
   }
 }
 
-/** Reads one PNG; every failure names the file. */
-async function readImage(path: string) {
-  try {
-    return await readPng(path);
-  } catch (e) {
-    const msg = (e as Error).message;
-    throw new Error(msg.includes(path) ? msg : `${path}: ${msg}`);
+/**
+ * Throws unless the store's manifest `m` is the collection asked for (`want`'s fields), naming what differs, so a
+ * rerun resumes only its own collection.
+ */
+function checkSameCollection(out: string, m: StoreManifest, want: Record<string, unknown>, pooled: boolean): void {
+  if (!!m.pooled !== pooled) {
+    const what = pooled ? "not a pooled one" : "a pooled one";
+    throw new Error(`${out} holds a different collection (${what}; see its manifest.json); use another --out`);
+  }
+  const diff = Object.entries(want).filter(([k, v]) =>
+    JSON.stringify((m as unknown as Record<string, unknown>)[k]) !== JSON.stringify(v)
+  ).map(([k]) => (k === "prompts" ? (pooled ? "image list" : "prompts") : k));
+  if (diff.length) {
+    throw new Error(
+      `${out} holds a different collection (its ${diff.join(", ")} differ; see its manifest.json); use another --out`,
+    );
   }
 }

@@ -61,7 +61,13 @@ export function decodePng(bytes: Uint8Array, name = "PNG"): DecodedImage {
   return { pixels, width, height };
 }
 
-/** Reads and decodes a PNG file; errors name the path. */
+/** Reads and decodes a PNG file; every failure (a missing file as much as a broken one) names the path. */
 export async function readPng(path: string): Promise<DecodedImage> {
-  return decodePng(await Deno.readFile(path), path);
+  let bytes;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
+  }
+  return decodePng(bytes, path);
 }
